@@ -1,0 +1,1 @@
+"""The instructor side of the ConvNet Workbook: release, autograde, feedback, export, check."""

@@ -1,0 +1,81 @@
+"""Where the course lives and what is in it.
+
+The course root is the repository root (the directory holding ``nbgrader_config.py``). Its layout is
+nbgrader's, with two directories renamed: ``solutions/`` is nbgrader's *source* step and
+``notebooks/`` its *release* step.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_ROOT.parent
+
+SOURCE_DIR = "solutions"
+RELEASE_DIR = "notebooks"
+SUBMITTED_DIR = "submitted"
+AUTOGRADED_DIR = "autograded"
+FEEDBACK_DIR = "feedback"
+
+
+class CourseError(Exception):
+    """A problem with the course files that the user must fix; the message says which file and what."""
+
+
+@dataclass(frozen=True)
+class Course:
+    """A course directory: the repository itself, or a copy of it made by a test."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | os.PathLike | None = None) -> "Course":
+        root = Path(root or os.environ.get("WORKBOOK_COURSE_ROOT") or REPO_ROOT).resolve()
+        if not (root / "nbgrader_config.py").is_file():
+            raise CourseError(f"{root} is not a course directory: it has no nbgrader_config.py")
+        return cls(root)
+
+    @property
+    def source(self) -> Path:
+        return self.root / SOURCE_DIR
+
+    @property
+    def release(self) -> Path:
+        return self.root / RELEASE_DIR
+
+    @property
+    def submitted(self) -> Path:
+        return self.root / SUBMITTED_DIR
+
+    @property
+    def autograded(self) -> Path:
+        return self.root / AUTOGRADED_DIR
+
+    @property
+    def feedback(self) -> Path:
+        return self.root / FEEDBACK_DIR
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "gradebook.db"
+
+    def assignments(self) -> list[str]:
+        """Assignment ids, in course order (their ids start with the two-digit position)."""
+        if not self.source.is_dir():
+            raise CourseError(f"{self.source} does not exist: the course has no source notebooks")
+        return sorted(p.name for p in self.source.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def check_assignment(self, assignment: str) -> str:
+        if assignment not in self.assignments():
+            known = ", ".join(self.assignments())
+            raise CourseError(f"no assignment {assignment!r} in {self.source} (known: {known})")
+        return assignment
+
+    def source_notebooks(self, assignment: str) -> list[Path]:
+        self.check_assignment(assignment)
+        return sorted((self.source / assignment).glob("*.ipynb"))
+
+    def release_notebooks(self, assignment: str) -> list[Path]:
+        return sorted((self.release / assignment).glob("*.ipynb"))

@@ -1,0 +1,117 @@
+"""Building blocks of hidden tests: compare a student's function with the reference on many cases.
+
+A hidden test in a source notebook looks like::
+
+    ### BEGIN HIDDEN TESTS
+    from grader.hidden import reference, check_function
+    from grader.cases import conv_cases
+    ref = reference("02_conv_forward")
+    check_function("conv_forward_naive", conv_forward_naive, ref.conv_forward_naive,
+                   conv_cases(seed=2), outputs=("out", None), rtol=1e-7, atol=1e-9,
+                   mistakes={"the kernel is flipped (that is convolution, not cross-correlation)":
+                                 lambda x, w, b, p: ref.conv_forward_naive(x, w[:, :, ::-1, ::-1], b, p)})
+    ### END HIDDEN TESTS
+
+Every case runs on fresh copies of its inputs; every output is checked for type, dtype kind, shape and
+finiteness before its values (``workbook.checks.check_array``), and when a wrong output equals what a
+known mistake produces, the message names the mistake.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from workbook.checks import CheckFailure, check_array
+
+from .reference import reference  # re-exported for hidden tests
+
+__all__ = ["Case", "reference", "check_function", "call_student", "CheckFailure"]
+
+
+@dataclass
+class Case:
+    """One set of arguments for the function under test, with a label a student can read."""
+
+    label: str
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+
+    def fresh(self) -> tuple[tuple, dict]:
+        return copy.deepcopy(self.args), copy.deepcopy(self.kwargs)
+
+
+def call_student(name: str, fn: Callable, case: Case) -> Any:
+    """Call a student's function on a case; turn any exception into a readable failure."""
+    args, kwargs = case.fresh()
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise CheckFailure(f"{name} is not implemented yet (it raised NotImplementedError) for {case.label}") from None
+    except Exception as err:
+        raise CheckFailure(f"{name} raised {type(err).__name__}: {err} for {case.label}") from err
+
+
+def _select(name: str, result: Any, outputs: str | Sequence[str | None], case: Case) -> dict[str, Any]:
+    """Map a function's return value to the named outputs that are compared (None = not compared)."""
+    if isinstance(outputs, str):
+        return {outputs: result}
+    if not isinstance(result, tuple) or len(result) != len(outputs):
+        shown = [o or "..." for o in outputs]
+        raise CheckFailure(f"{name} should return a tuple ({', '.join(shown)}) of {len(outputs)} values for "
+                           f"{case.label}, got {type(result).__name__}"
+                           + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""))
+    return {label: value for label, value in zip(outputs, result) if label is not None}
+
+
+def _matches(got: Mapping[str, Any], candidate: Mapping[str, Any], rtol: float, atol: float) -> bool:
+    for key, value in got.items():
+        other = np.asarray(candidate[key])
+        if not isinstance(value, np.ndarray) or value.shape != other.shape or value.dtype.kind not in "fiub":
+            return False
+        if not np.allclose(value.astype(np.float64), other.astype(np.float64), rtol=rtol, atol=atol):
+            return False
+    return True
+
+
+def check_function(name: str, student: Callable, reference_fn: Callable, cases: Sequence[Case], *,
+                   outputs: str | Sequence[str | None], rtol: float, atol: float,
+                   mistakes: Mapping[str, Callable] | None = None) -> int:
+    """Check ``student`` against ``reference_fn`` on every case; raise on the first failure.
+
+    ``outputs`` names what the function returns: a single name for one return value, or a sequence with
+    one entry per tuple element (``None`` for an element that is not compared, such as a cache).
+    ``mistakes`` maps a description of a known mistake to a function with the reference's signature that
+    makes that mistake; a wrong answer equal to one of them is reported by name.
+
+    Returns the number of cases checked.
+    """
+    for case in cases:
+        got = _select(name, call_student(name, student, case), outputs, case)
+        args, kwargs = case.fresh()
+        expected = _select(name, reference_fn(*args, **kwargs), outputs, case)
+        for label, value in got.items():
+            try:
+                check_array(f"{name}: {label}", value, expected[label], rtol=rtol, atol=atol, case=case.label,
+                            quiet=True)
+            except CheckFailure as failure:
+                diagnosis = _diagnose(got, mistakes or {}, case, outputs, rtol, atol)
+                if diagnosis:
+                    raise CheckFailure(f"{failure}\n  This is exactly what you get when {diagnosis}.") from None
+                raise
+    print(f"✓ {name} matches the reference on {len(cases)} hidden cases")
+    return len(cases)
+
+
+def _diagnose(got, mistakes, case, outputs, rtol, atol) -> str | None:
+    for description, make_mistake in mistakes.items():
+        args, kwargs = case.fresh()
+        try:
+            candidate = _select("mistake", make_mistake(*args, **kwargs), outputs, case)
+        except Exception:  # a mistake that cannot run on this case simply does not match
+            continue
+        if _matches(got, candidate, rtol, atol):
+            return description
+    return None

@@ -1,0 +1,26 @@
+"""nbgrader configuration for the ConvNet Workbook. The course root is this directory.
+
+nbgrader's "source" step is solutions/ and its "release" step is notebooks/ (committed).
+submitted/, autograded/, feedback/ and gradebook.db are course state and git-ignored.
+Run nbgrader (or `grader`, which wraps it) from this directory.
+"""
+import os
+
+c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
+
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "notebooks"
+c.CourseDirectory.submitted_directory = "submitted"
+c.CourseDirectory.autograded_directory = "autograded"
+c.CourseDirectory.feedback_directory = "feedback"
+# Anything beside the notebook in solutions/<assignment>/ is released too, except these.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.db"]
+
+# What a student sees in place of a solution.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# A graded cell may take at most this long (hidden tests are sized to finish in under 5 s with naive loops).
+c.ExecutePreprocessor.timeout = 120
+c.Execute.timeout = 120
