@@ -110,3 +110,164 @@ def pool_cases(seed: int) -> list[Case]:
         pool_param = {"pool_height": ph, "pool_width": pw, "stride": stride}
         cases.append(Case(case_label(x=x, pool_param=pool_param), (x, pool_param)))
     return cases
+
+
+# --- 03_conv_backward: the data gradient of a stride-1 layer as a convolution with flipped filters ---------
+
+DX_STRIDE1_SHAPES = [  # stride 1 and pad <= min(HH, WW) - 1, so dout is zero-padded by HH-1-pad, WW-1-pad
+    ConvShape(N=1, C=2, F=2, HH=3, WW=3, stride=1, pad=0, H_out=3, W_out=4),   # F == C: un-transposed filters still run
+    ConvShape(N=2, C=3, F=4, HH=3, WW=3, stride=1, pad=1, H_out=5, W_out=6),   # 'same' padding, F != C
+    ConvShape(N=2, C=1, F=3, HH=5, WW=3, stride=1, pad=2, H_out=4, W_out=5),   # tall filter; pad == WW-1: no column pad
+    ConvShape(N=1, C=3, F=2, HH=2, WW=4, stride=1, pad=1, H_out=3, W_out=3),   # even, wide filter: unequal row/column pads
+    ConvShape(N=3, C=2, F=1, HH=1, WW=1, stride=1, pad=0, H_out=2, W_out=3),   # 1x1 filter, F=1
+]
+
+
+def conv_dx_stride1_cases(seed: int) -> list[Case]:
+    """Cases ``(dout, w, pad)`` for the data gradient of a stride-1 convolution computed as a convolution.
+
+    ``dout`` has shape ``(N, F, H', W')`` and ``w`` ``(F, C, HH, WW)``; the layer's input was
+    ``(N, C, H' + HH - 1 - 2 pad, W' + WW - 1 - 2 pad)``. Every case has ``pad <= min(HH, WW) - 1``.
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+    for s in DX_STRIDE1_SHAPES:
+        dout = rng.standard_normal((s.N, s.F, s.H_out, s.W_out))
+        w = rng.standard_normal((s.F, s.C, s.HH, s.WW))
+        cases.append(Case(case_label(dout=dout, w=w, pad=s.pad), (dout, w, s.pad)))
+    return cases
+
+
+__all__ += ["DX_STRIDE1_SHAPES", "conv_dx_stride1_cases"]
+
+
+# --- 01_conv_geometry and 02_conv_forward -------------------------------------------------------------
+
+def _geometry_fits(in_size: int, filter_size: int, stride: int, pad: int, dilation: int) -> bool:
+    span = in_size - (dilation * (filter_size - 1) + 1) + 2 * pad
+    return span >= 0 and span % stride == 0
+
+
+def conv_geometry_cases(seed: int, *, fits: bool = True, count: int = 40) -> list[Case]:
+    """Cases ``(in_size, filter_size, stride=S, pad=P, dilation=d)`` for a conv output-size function.
+
+    With ``fits=True`` every case has a whole, positive output size (W - F_eff + 2P)/S + 1, where
+    F_eff = d(F - 1) + 1; with ``fits=False`` none has: half of them give a fraction (the filters
+    do not tile the padded input) and half have filters larger than the padded input. The draws mix
+    pad 0 and pad > 0, stride 1 and > 1, dilation 1 and > 1, so leaving out any term of the formula
+    changes some answer.
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        filter_size = int(rng.integers(1, 8))
+        stride = int(rng.integers(1, 5))
+        pad = int(rng.integers(0, 4))
+        dilation = int(rng.choice([1, 1, 2, 3]))
+        in_size = int(rng.integers(1, 41))
+        span = in_size - (dilation * (filter_size - 1) + 1) + 2 * pad
+        if fits != _geometry_fits(in_size, filter_size, stride, pad, dilation):
+            continue
+        if not fits and (span < 0) != (len(cases) % 2 == 1):  # alternate: a fraction, then too big
+            continue
+        kwargs = {"stride": stride, "pad": pad, "dilation": dilation}
+        cases.append(Case(case_label(in_size=in_size, filter_size=filter_size, **kwargs), (in_size, filter_size),
+                          kwargs))
+    return cases
+
+
+def same_padding_cases(seed: int, *, odd: bool = True, count: int = 16) -> list[Case]:
+    """Cases ``(filter_size, dilation=d)`` whose effective size d(F - 1) + 1 is odd (``odd=True``: a
+    'same' padding exists) or even (``odd=False``: it does not). Sizes 1..11, dilations 1..4."""
+    rng = np.random.default_rng(seed)
+    pool = [(f, d) for f in range(1, 12) for d in range(1, 5) if ((d * (f - 1) + 1) % 2 == 1) == odd]
+    chosen = [pool[i] for i in rng.permutation(len(pool))[:count]]
+    return [Case(case_label(filter_size=f, dilation=d), (f,), {"dilation": d}) for f, d in chosen]
+
+
+def conv_param_count_cases(seed: int, *, count: int = 20) -> list[Case]:
+    """Cases ``(in_depth, filter_size, num_filters, out_size=..., shared=...)`` for a parameter count.
+
+    Shared and unshared alternate; half of the shared cases leave ``out_size`` out (it is not needed
+    with sharing) and half pass it (it must then be ignored).
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(count):
+        in_depth = int(rng.choice([1, 3, int(rng.integers(2, 513))]))
+        filter_size = int(rng.integers(1, 12))
+        num_filters = int(rng.integers(1, 257))
+        shared = i % 2 == 0
+        kwargs = {"shared": shared}
+        if not shared or i % 4 == 0:
+            kwargs["out_size"] = int(rng.integers(1, 65))
+        cases.append(Case(case_label(in_depth=in_depth, filter_size=filter_size, num_filters=num_filters, **kwargs),
+                          (in_depth, filter_size, num_filters), kwargs))
+    return cases
+
+
+def _unpadded_conv_inputs(rng: np.random.Generator):
+    """(x, w, b, stride, H_out, W_out) for every shape of CONV_SHAPES with its padding taken away."""
+    for s in CONV_SHAPES:
+        case = _conv_case(rng, s._replace(pad=0), False)
+        x, w, b, conv_param = case.args
+        yield x, w, b, conv_param["stride"], s.H_out, s.W_out
+
+
+def neuron_cases(seed: int) -> list[Case]:
+    """Cases ``(x, w, b, stride, n, f, row, col)``: one output neuron of an unpadded convolution.
+
+    Two positions per shape of CONV_SHAPES: the last row and column (where an off-by-one in the
+    window shows) and a random one.
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+    for x, w, b, stride, H_out, W_out in _unpadded_conv_inputs(rng):
+        for row, col in [(H_out - 1, W_out - 1), (int(rng.integers(H_out)), int(rng.integers(W_out)))]:
+            n, f = int(rng.integers(x.shape[0])), int(rng.integers(w.shape[0]))
+            cases.append(Case(case_label(x=x, w=w, b=b, stride=stride, n=n, f=f, row=row, col=col),
+                              (x, w, b, stride, n, f, row, col)))
+    return cases
+
+
+def depth_column_cases(seed: int) -> list[Case]:
+    """Cases ``(x, w, b, stride, n, row, col)``: a depth column (all filters at one position)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for x, w, b, stride, H_out, W_out in _unpadded_conv_inputs(rng):
+        n, row, col = int(rng.integers(x.shape[0])), int(rng.integers(H_out)), int(rng.integers(W_out))
+        cases.append(Case(case_label(x=x, w=w, b=b, stride=stride, n=n, row=row, col=col),
+                          (x, w, b, stride, n, row, col)))
+    return cases
+
+
+def depth_slice_cases(seed: int) -> list[Case]:
+    """Cases ``(x, w, b, stride, n, f)``: a depth slice (one filter at every position)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for x, w, b, stride, _, _ in _unpadded_conv_inputs(rng):
+        n, f = int(rng.integers(x.shape[0])), int(rng.integers(w.shape[0]))
+        cases.append(Case(case_label(x=x, w=w, b=b, stride=stride, n=n, f=f), (x, w, b, stride, n, f)))
+    return cases
+
+
+ZERO_PAD_SHAPES = [  # (N, C, H, W, pad)
+    (2, 3, 4, 5, 1),   # non-square
+    (1, 1, 3, 3, 0),   # pad 0: unchanged
+    (1, 2, 2, 6, 2),   # pad wider than the input is tall
+    (3, 1, 5, 2, 3),
+]
+
+
+def zero_pad_cases(seed: int) -> list[Case]:
+    """Cases ``(x, pad)`` for zero-padding the two spatial axes of an (N, C, H, W) array."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for N, C, H, W, pad in ZERO_PAD_SHAPES:
+        x = rng.standard_normal((N, C, H, W))
+        cases.append(Case(case_label(x=x, pad=pad), (x, pad)))
+    return cases
+
+
+__all__ += ["conv_geometry_cases", "same_padding_cases", "conv_param_count_cases", "neuron_cases",
+            "depth_column_cases", "depth_slice_cases", "ZERO_PAD_SHAPES", "zero_pad_cases"]

@@ -78,7 +78,7 @@ def _matches(got: Mapping[str, Any], candidate: Mapping[str, Any], rtol: float, 
 
 def check_function(name: str, student: Callable, reference_fn: Callable, cases: Sequence[Case], *,
                    outputs: str | Sequence[str | None], rtol: float, atol: float,
-                   mistakes: Mapping[str, Callable] | None = None) -> int:
+                   mistakes: Mapping[str, Callable] | None = None) -> None:
     """Check ``student`` against ``reference_fn`` on every case; raise on the first failure.
 
     ``outputs`` names what the function returns: a single name for one return value, or a sequence with
@@ -86,7 +86,7 @@ def check_function(name: str, student: Callable, reference_fn: Callable, cases: 
     ``mistakes`` maps a description of a known mistake to a function with the reference's signature that
     makes that mistake; a wrong answer equal to one of them is reported by name.
 
-    Returns the number of cases checked.
+    Returns None: a value as a graded cell's last expression would count as nbgrader partial credit.
     """
     for case in cases:
         got = _select(name, call_student(name, student, case), outputs, case)
@@ -102,7 +102,6 @@ def check_function(name: str, student: Callable, reference_fn: Callable, cases: 
                     raise CheckFailure(f"{failure}\n  This is exactly what you get when {diagnosis}.") from None
                 raise
     print(f"✓ {name} matches the reference on {len(cases)} hidden cases")
-    return len(cases)
 
 
 def _diagnose(got, mistakes, case, outputs, rtol, atol) -> str | None:

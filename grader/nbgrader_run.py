@@ -18,8 +18,14 @@ class NbgraderError(CourseError):
     """nbgrader exited with an error; the message carries its own last lines."""
 
 
-def nbgrader_env() -> dict[str, str]:
+def nbgrader_env(course: Course) -> dict[str, str]:
+    """The environment for nbgrader and the kernels it starts.
+
+    ``WORKBOOK_COURSE_ROOT`` tells hidden tests (``grader.reference``) which course's source notebooks hold
+    the reference, so a scratch course or a test's copy grades against its own sources.
+    """
     env = dict(os.environ)
+    env["WORKBOOK_COURSE_ROOT"] = str(course.root)
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     env.setdefault("MPLBACKEND", "Agg")
@@ -30,7 +36,7 @@ def nbgrader_env() -> dict[str, str]:
 def run_nbgrader(course: Course, *args: str, check: bool = True, quiet: bool = True) -> subprocess.CompletedProcess:
     """Run ``nbgrader *args`` in the course root and return the finished process."""
     cmd = [sys.executable, "-m", "nbgrader", *args]
-    proc = subprocess.run(cmd, cwd=course.root, env=nbgrader_env(), text=True,
+    proc = subprocess.run(cmd, cwd=course.root, env=nbgrader_env(course), text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if not quiet:
         sys.stdout.write(proc.stdout)

@@ -71,7 +71,7 @@ _KIND_NAMES = {"f": "floating point", "i": "integer", "u": "unsigned integer", "
 
 
 def check_array(name: str, got: Any, expected: np.ndarray, *, rtol: float = 1e-6, atol: float = 1e-8,
-                case: str | None = None, hint: str | None = None, quiet: bool = False) -> float:
+                case: str | None = None, hint: str | None = None, quiet: bool = False) -> None:
     """Check that ``got`` is an array like ``expected`` and equal to it within tolerance.
 
     In order: ``got`` is a ``numpy.ndarray``; its dtype kind is numeric and matches ``expected``'s
@@ -79,7 +79,8 @@ def check_array(name: str, got: Any, expected: np.ndarray, *, rtol: float = 1e-6
     ``|got - expected| <= atol + rtol * |expected|`` everywhere. On failure the message names the
     first offending element with both values and the largest relative error.
 
-    Returns the largest relative error (see :func:`rel_error`).
+    Returns None on purpose: a check that is the last line of a graded cell must not produce a value,
+    because nbgrader would read a numeric cell result as partial credit.
     """
     expected = np.asarray(expected)
     if not isinstance(got, np.ndarray):
@@ -111,7 +112,6 @@ def check_array(name: str, got: Any, expected: np.ndarray, *, rtol: float = 1e-6
             hint)
     if not quiet:
         print(f"✓ {name} matches{_where(case)} (max relative error {err:.1e})")
-    return err
 
 
 def check_equal(name: str, got: Any, expected: Any, *, case: str | None = None, hint: str | None = None,
@@ -147,7 +147,7 @@ def check_true(name: str, condition: bool, *, case: str | None = None, problem: 
 
 
 def check_raises(name: str, exception: type[BaseException], fn: Callable, *args, case: str | None = None,
-                 match: str | None = None, hint: str | None = None, quiet: bool = False, **kwargs) -> BaseException:
+                 match: str | None = None, hint: str | None = None, quiet: bool = False, **kwargs) -> None:
     """Check that ``fn(*args, **kwargs)`` raises ``exception`` (and, with ``match``, that its message says so)."""
     try:
         result = fn(*args, **kwargs)
@@ -157,7 +157,7 @@ def check_raises(name: str, exception: type[BaseException], fn: Callable, *args,
                                     f"does not mention {match!r}", hint) from None
         if not quiet:
             print(f"✓ {name}{_where(case)} raises {exception.__name__}: {err}")
-        return err
+        return
     except Exception as err:  # a different exception is a wrong answer, reported as such
         raise _fail(name, case, f"expected {exception.__name__}, but it raised {type(err).__name__}: {err}",
                     hint) from None

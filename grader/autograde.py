@@ -1,0 +1,123 @@
+"""``grader autograde`` and ``grader feedback``: nbgrader's steps, one submission at a time.
+
+A submission that nbgrader cannot grade (a broken notebook, a kernel that never starts) is reported by
+name and costs no other student anything: see :func:`autograde`. Submissions are read, never modified: nbgrader works on a copy in ``autograded/``.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .course import Course
+from .nbgrader_run import run_nbgrader
+from .release import generate
+
+
+@dataclass
+class Outcome:
+    """What happened to one submission of one assignment."""
+
+    student: str
+    assignment: str
+    ok: bool
+    problem: str = ""
+
+
+@dataclass
+class RunReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+
+def record_assignment(course: Course, assignment: str) -> None:
+    """Record the assignment's notebooks and graded cells (hidden tests included) in the gradebook.
+
+    nbgrader autograde restores every test cell from the gradebook, so the gradebook must hold the current
+    source; generating into a scratch directory records it without touching ``notebooks/``.
+    """
+    with tempfile.TemporaryDirectory(prefix="record-") as tmp:
+        generate(course, assignment, Path(tmp), db=True)
+
+
+def submissions(course: Course, assignment: str) -> list[str]:
+    """Students who have a submission directory for ``assignment``, sorted."""
+    if not course.submitted.is_dir():
+        return []
+    return sorted(p.parent.name for p in course.submitted.glob(f"*/{assignment}") if p.is_dir())
+
+
+def problem_with_submission(course: Course, student: str, assignment: str) -> str | None:
+    """A clear reason why a submission cannot be graded, or None when it looks gradable."""
+    folder = course.submitted / student / assignment
+    expected = [p.name for p in course.source_notebooks(assignment)]
+    for name in expected:
+        path = folder / name
+        if not path.is_file():
+            present = sorted(p.name for p in folder.glob("*.ipynb"))
+            return (f"{path}: missing (the assignment's notebook is {name}; the folder holds "
+                    f"{', '.join(present) or 'no notebook'})")
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            return f"{path}: not a readable notebook ({err})"
+    return None
+
+
+def _grade_one(course: Course, assignment: str, student: str) -> str | None:
+    proc = run_nbgrader(course, "autograde", assignment, "--student", student, "--create", "--force", check=False)
+    if proc.returncode == 0:
+        return None
+    tail = "\n    ".join(proc.stdout.strip().splitlines()[-8:])
+    return f"nbgrader could not grade submitted/{student}/{assignment}:\n    {tail}"
+
+
+def autograde(course: Course, assignments: list[str] | None = None, students: list[str] | None = None,
+              log=print) -> RunReport:
+    """Autograde every submission (or the given students') of every assignment (or the given ones).
+
+    A whole class is graded by one nbgrader run per assignment (unreadable submissions excluded up front).
+    If that run reports any failure, every submission of the batch is graded again on its own, so each
+    problem is attributed to its submission and no other submission is left ungraded.
+    """
+    report = RunReport()
+    for assignment in assignments or course.assignments():
+        record_assignment(course, assignment)
+        everyone = submissions(course, assignment)
+        chosen = students or everyone
+        problems = {s: problem_with_submission(course, s, assignment) for s in chosen}
+        gradable = [s for s in chosen if problems[s] is None]
+        batch_ok = False
+        if len(gradable) > 1 and set(chosen) == set(everyone):
+            excluded = ",".join(s for s in chosen if problems[s] is not None)
+            proc = run_nbgrader(course, "autograde", assignment, "--create", "--force",
+                                f"--CourseDirectory.student_id_exclude={excluded}", check=False)
+            batch_ok = proc.returncode == 0
+        if not batch_ok:
+            for student in gradable:
+                problems[student] = _grade_one(course, assignment, student)
+        for student in chosen:
+            outcome = Outcome(student, assignment, problems[student] is None, problems[student] or "")
+            report.outcomes.append(outcome)
+            log(f"{'graded ' if outcome.ok else 'FAILED '} {assignment} / {student}"
+                + ("" if outcome.ok else f"\n  {outcome.problem}"))
+    return report
+
+
+def feedback(course: Course, assignments: list[str] | None = None, students: list[str] | None = None,
+             log=print) -> list[Path]:
+    """Generate feedback HTML for autograded submissions; return the files written."""
+    written: list[Path] = []
+    for assignment in assignments or course.assignments():
+        graded = sorted(p.parent.name for p in course.autograded.glob(f"*/{assignment}") if p.is_dir())
+        for student in students or graded:
+            if student not in graded:
+                log(f"no autograded submission of {assignment} for {student}: run `grader autograde` first")
+                continue
+            run_nbgrader(course, "generate_feedback", assignment, "--student", student, "--force")
+            written += sorted((course.feedback / student / assignment).glob("*.html"))
+    return written

@@ -1,0 +1,97 @@
+"""The bundled sample class: submissions generated from ``solutions/`` by code, never edited by hand.
+
+Four students, each submitting every assignment:
+
+* ``sample-complete`` — every exercise solved with the source notebook's own solution code;
+* ``sample-partial`` — the first half of each notebook's exercises solved, the rest as released;
+* ``sample-buggy`` — every exercise solved, but with the classic mistake listed in :data:`CLASSIC_BUGS`
+  for that assignment (a flipped kernel, ``=`` instead of ``+=``, ...);
+* ``sample-untouched`` — the release exactly as handed out.
+
+A student's notebook is the *released* notebook with solution cells filled in, so it carries exactly what
+a real submission carries (locked cells, checksums, cleared hidden tests).
+"""
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from . import cells
+from .course import Course, CourseError
+
+
+@dataclass(frozen=True)
+class Bug:
+    """A classic mistake, written as a text substitution in one solution cell."""
+
+    grade_id: str
+    old: str
+    new: str
+    description: str
+
+
+# One classic mistake per assignment, as a student would make it.
+CLASSIC_BUGS: dict[str, Bug] = {}
+
+STUDENTS = {
+    "sample-complete": "every exercise solved",
+    "sample-partial": "the first half of the exercises solved",
+    "sample-buggy": "every exercise solved, with one classic mistake",
+    "sample-untouched": "the release as handed out",
+}
+
+
+def student_code(solution_source: str) -> str:
+    """A solution cell as a student would submit it: the solution markers removed, the code kept."""
+    keep = [l for l in solution_source.splitlines()
+            if l.strip() not in (cells.BEGIN_SOLUTION, cells.END_SOLUTION)]
+    return "\n".join(keep)
+
+
+def filled_notebook(course: Course, assignment: str, notebook: str, solved: int | None = None,
+                    bug: Bug | None = None) -> nbformat.NotebookNode:
+    """The released notebook with its first ``solved`` solution cells (all when None) filled in."""
+    source = cells.read(course.source / assignment / notebook)
+    release = cells.read(course.release / assignment / notebook)
+    answers = {cells.grade_id(c): c.source for c in source.cells if cells.is_solution(c)}
+    order = [cells.grade_id(c) for c in release.cells if cells.is_solution(c)]
+    chosen = set(order if solved is None else order[:solved])
+    for cell in release.cells:
+        gid = cells.grade_id(cell)
+        if cells.is_solution(cell) and gid in chosen:
+            code = student_code(answers[gid])
+            if bug is not None and bug.grade_id == gid:
+                if bug.old not in code:
+                    raise CourseError(f"{course.source / assignment / notebook}: the classic bug "
+                                      f"{bug.description!r} cannot be applied: {bug.old!r} is not in cell {gid}")
+                code = code.replace(bug.old, bug.new)
+            cell.source = code
+    return release
+
+
+def build(course: Course, assignments: list[str] | None = None) -> dict[str, list[Path]]:
+    """Write the sample class into ``submitted/`` (replacing earlier sample submissions only)."""
+    written: dict[str, list[Path]] = {s: [] for s in STUDENTS}
+    for student in STUDENTS:
+        for step in (course.submitted, course.autograded, course.feedback):
+            if (step / student).exists():
+                shutil.rmtree(step / student)
+    for assignment in assignments or course.assignments():
+        for path in course.source_notebooks(assignment):
+            n_solutions = sum(cells.is_solution(c) for c in cells.read(path).cells)
+            versions = {
+                "sample-complete": filled_notebook(course, assignment, path.name),
+                "sample-partial": filled_notebook(course, assignment, path.name, solved=math.ceil(n_solutions / 2)),
+                "sample-buggy": filled_notebook(course, assignment, path.name, bug=CLASSIC_BUGS.get(assignment)),
+                "sample-untouched": cells.read(course.release / assignment / path.name),
+            }
+            for student, nb in versions.items():
+                target = course.submitted / student / assignment / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                nbformat.write(nb, str(target))
+                written[student].append(target)
+    return written

@@ -1,0 +1,276 @@
+"""One student kernel, driven from the trusted grader: run cells, call functions, survive the kernel's death.
+
+:class:`KernelSession` owns the kernel of one submission. It runs code with a deadline that is enforced by
+killing the kernel (a student can ignore SIGINT, so there is no polite interrupt first), caps the output a cell
+may produce, notices a dead kernel (segfault, ``os._exit``, the OOM killer), and restarts it on request.
+:meth:`KernelSession.request` is the trusted side of the bridge: it sends one request to the kernel-side
+helper and returns the kernel's reply decoded by :mod:`grader.trusted.wire`.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import nbformat
+from nbformat import NotebookNode
+
+from . import wire
+from .kernels import kernel_env, make_kernel_manager
+
+
+class KernelDied(Exception):
+    """The student's kernel died (segfault, ``os._exit``, out of memory) while running student code."""
+
+
+class StudentCodeTimeout(Exception):
+    """Student code ran past its time limit; the kernel was killed."""
+
+
+class OutputLimitExceeded(Exception):
+    """Student code printed more than the output limit; the kernel was killed."""
+
+
+class KernelUnavailable(Exception):
+    """The kernel is dead and may not be restarted again (restart limit reached, or notebook time is up)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """Limits of one grading run. Times in seconds, sizes in bytes."""
+
+    cell_timeout: float = 120.0
+    call_timeout: float = 60.0
+    notebook_timeout: float = 1800.0
+    startup_timeout: float = 60.0
+    max_call_bytes: int = 64 << 20
+    max_output_bytes: int = 1 << 20
+    kill_output_bytes: int = 16 << 20
+    max_printed_in_call: int = 4096
+    max_restarts: int = 3
+    sandbox: str = "auto"
+    execution: str = "autograde"
+
+
+@dataclass
+class RunResult:
+    """What running one piece of code in the kernel gave."""
+
+    status: str  # "ok" | "error" | "timeout" | "died" | "output_limit"
+    outputs: list = field(default_factory=list)
+    payloads: list = field(default_factory=list)
+    printed: str = ""
+    seconds: float = 0.0
+
+    @property
+    def fatal(self) -> bool:
+        return self.status in ("timeout", "died", "output_limit")
+
+
+def error_output(ename: str, evalue: str, detail: str | None = None) -> NotebookNode:
+    """An nbformat error output (a grade cell holding one scores 0)."""
+    lines = [f"{ename}: {evalue}"] + ([detail] if detail else [])
+    return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=lines)
+
+
+FATAL_MESSAGES = {
+    "timeout": ("StudentCodeTimeout", "the code ran longer than the limit of {limit:g} s and the kernel was stopped"),
+    "died": ("KernelDied", "the kernel died while running this code (a crash, os._exit, or running out of memory)"),
+    "output_limit": ("OutputLimitExceeded", "the code printed more than {kill} bytes and the kernel was stopped"),
+}
+
+
+class KernelSession:
+    """The kernel of one submission, started in ``workdir`` under the sandbox chosen by ``options.sandbox``."""
+
+    def __init__(self, workdir: Path, options: Options, log: Callable[[str], None] = lambda s: None):
+        self.workdir = Path(workdir)
+        self.options = options
+        self.log = log
+        self.km = None
+        self.kc = None
+        self.generation = 0
+        self.restarts = 0
+        self.sandbox_mode = "none"
+        self.degraded = True
+
+    # -- life cycle ---------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.generation += 1
+        km = make_kernel_manager(self.workdir, self.options.sandbox)
+        km.start_kernel(cwd=str(self.workdir), env=kernel_env(self.workdir, self.options.execution),
+                        extra_arguments=["--HistoryManager.hist_file=:memory:"])
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=self.options.startup_timeout)
+        except RuntimeError as err:
+            kc.stop_channels()
+            self._kill(km)
+            raise KernelUnavailable(f"the grading kernel did not start: {err}") from err
+        self.km, self.kc = km, kc
+        self.sandbox_mode = getattr(km, "sandbox_mode", "none")
+        self.degraded = bool(getattr(km, "degraded", self.sandbox_mode != "bwrap"))
+        self.install_bridge()
+
+    def install_bridge(self) -> None:
+        result = self.run(wire.KERNEL_SOURCE, self.options.startup_timeout, silent=True)
+        if result.status != "ok":
+            raise KernelUnavailable(f"could not set up the grading bridge in the kernel ({result.status})")
+
+    @property
+    def alive(self) -> bool:
+        return self.km is not None and self.km.is_alive()
+
+    def _kill(self, km) -> None:
+        """SIGKILL the kernel and everything it started, then release what the sandbox held (uid, IPC dir)."""
+        try:
+            km.kill_hard()
+        except Exception as err:  # the process may already be gone; record, never raise from cleanup
+            self.log(f"killing the kernel: {type(err).__name__}: {err}")
+        try:
+            km.shutdown_kernel(now=True)
+        except Exception as err:  # already dead and cleaned up
+            self.log(f"cleaning up the kernel: {type(err).__name__}: {err}")
+
+    def kill(self) -> None:
+        """Stop the kernel at once (SIGKILL to its whole process group)."""
+        if self.kc is not None:
+            self.kc.stop_channels()
+        if self.km is not None:
+            self._kill(self.km)
+        self.km = self.kc = None
+
+    def shutdown(self) -> None:
+        self.kill()
+
+    def restart(self) -> None:
+        """A fresh kernel (the old one is dead or killed); handles of the old one become invalid."""
+        if self.restarts >= self.options.max_restarts:
+            raise KernelUnavailable(f"the kernel died {self.restarts + 1} times; the limit is "
+                                    f"{self.options.max_restarts} restarts per notebook")
+        self.kill()
+        self.restarts += 1
+        self.start()
+
+    # -- running code --------------------------------------------------------------------------------------------
+    def run(self, code: str, timeout: float, *, silent: bool = False) -> RunResult:
+        """Run ``code``; kill the kernel if it outlives ``timeout``, dies, or prints past the kill limit."""
+        if not self.alive:
+            return RunResult("died")
+        kc, opts = self.kc, self.options
+        started = time.monotonic()
+        deadline = started + max(timeout, 0.1)
+        msg_id = kc.execute(code, silent=silent, store_history=not silent, allow_stdin=False, stop_on_error=False)
+        result = RunResult("ok")
+        kept = received = 0
+        got_reply = got_idle = False
+        last_alive_check = started
+        while not (got_reply and got_idle):
+            now = time.monotonic()
+            if now > deadline:
+                self.kill()
+                result.status = "timeout"
+                break
+            if now - last_alive_check > 0.5:
+                last_alive_check = now
+                if not self.km.is_alive():
+                    result.status = "died"
+                    self.kill()
+                    break
+            if not got_reply:
+                try:
+                    reply = kc.get_shell_msg(timeout=0)
+                    if reply["parent_header"].get("msg_id") == msg_id:
+                        got_reply = True
+                        if reply["content"].get("status") == "error":
+                            result.status = "error"
+                except queue.Empty:
+                    pass
+            try:
+                msg = kc.get_iopub_msg(timeout=0.05)
+            except queue.Empty:
+                if not self.km.is_alive():
+                    result.status = "died"
+                    self.kill()
+                    break
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "status":
+                got_idle = content.get("execution_state") == "idle"
+                continue
+            if kind == "execute_input":
+                continue
+            if kind == "clear_output":
+                result.outputs.clear()
+                continue
+            if kind == "display_data" and wire.MIME in content.get("data", {}):
+                result.payloads.append(content["data"][wire.MIME])
+                continue
+            size = len(json.dumps(content.get("data", content.get("text", ""))))
+            received += size
+            if received > opts.kill_output_bytes:
+                self.kill()
+                result.status = "output_limit"
+                break
+            if kind == "stream":
+                if len(result.printed) < opts.max_printed_in_call:
+                    result.printed += content["text"][: opts.max_printed_in_call - len(result.printed)]
+            if kind == "error":
+                result.status = "error"
+            if kind in ("stream", "display_data", "execute_result", "error") and not silent:
+                if kept + size > opts.max_output_bytes:
+                    if kept <= opts.max_output_bytes:
+                        result.outputs.append(nbformat.v4.new_output(
+                            "stream", name="stdout", text=f"\n[output truncated: more than {opts.max_output_bytes} "
+                                                          f"bytes]\n"))
+                        kept = opts.max_output_bytes + 1
+                    continue
+                kept += size
+                output = nbformat.v4.output_from_msg(msg)
+                if (kind == "stream" and result.outputs and result.outputs[-1].output_type == "stream"
+                        and result.outputs[-1].name == output.name):
+                    result.outputs[-1].text += output.text
+                else:
+                    result.outputs.append(output)
+        result.seconds = time.monotonic() - started
+        return result
+
+    def fatal_output(self, result: RunResult, limit: float) -> NotebookNode:
+        ename, template = FATAL_MESSAGES[result.status]
+        return error_output(ename, template.format(limit=limit, kill=self.options.kill_output_bytes))
+
+    # -- the bridge ----------------------------------------------------------------------------------------------
+    def request(self, request: dict, timeout: float) -> tuple[Any, str]:
+        """Send one bridge request; return (decoded value, text the student's code printed meanwhile).
+
+        Raises the rebuilt student exception when the student's code raised, :class:`KernelDied`,
+        :class:`StudentCodeTimeout`, :class:`OutputLimitExceeded`, or :class:`wire.WireError`.
+        """
+        if not self.alive:
+            raise KernelDied("the student's kernel is not running (it died earlier in this cell)")
+        code = f"__workbook_bridge__({json.dumps(json.dumps(request))})"
+        limit = max(0.1, min(timeout, self.options.call_timeout))
+        result = self.run(code, limit, silent=True)
+        if result.status == "timeout":
+            raise StudentCodeTimeout(f"the call ran longer than {limit:g} s; the student's kernel was stopped")
+        if result.status == "died":
+            raise KernelDied("the student's kernel died during the call (a crash, os._exit, or out of memory)")
+        if result.status == "output_limit":
+            raise OutputLimitExceeded(f"the call printed more than {self.options.kill_output_bytes} bytes; "
+                                      f"the student's kernel was stopped")
+        if len(result.payloads) != 1:
+            raise wire.WireError(f"expected one reply from the kernel, got {len(result.payloads)} "
+                                 f"(was the grading bridge replaced?)")
+        reply = wire.parse_reply(result.payloads[0], self.options.max_call_bytes)
+        if reply[0] == "raise":
+            raise wire.rebuild_exception(reply[1] if len(reply) > 1 else "Exception",
+                                         reply[2] if len(reply) > 2 else "")
+        if len(reply) != 2:
+            raise wire.WireError("the kernel's reply has an unknown form")
+        return wire.decode(reply[1], self.options.max_call_bytes, self.generation), result.printed

