@@ -9,6 +9,13 @@ import os
 c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
 
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+# Must equal grader.course.COURSE_ID. A non-empty id is required by databases that enforce foreign keys
+# (PostgreSQL): nbgrader's default '' names no course row.
+c.CourseDirectory.course_id = "convnet-workbook"
+# The gradebook: SQLite in the course root by default; a shared course sets WORKBOOK_DB_URL
+# (e.g. postgresql://user@host/course) for nbgrader and `grader` alike.
+if os.environ.get("WORKBOOK_DB_URL"):
+    c.CourseDirectory.db_url = os.environ["WORKBOOK_DB_URL"]
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
 c.CourseDirectory.submitted_directory = "submitted"

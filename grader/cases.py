@@ -117,8 +117,8 @@ def pool_cases(seed: int) -> list[Case]:
 DX_STRIDE1_SHAPES = [  # stride 1 and pad <= min(HH, WW) - 1, so dout is zero-padded by HH-1-pad, WW-1-pad
     ConvShape(N=1, C=2, F=2, HH=3, WW=3, stride=1, pad=0, H_out=3, W_out=4),   # F == C: un-transposed filters still run
     ConvShape(N=2, C=3, F=4, HH=3, WW=3, stride=1, pad=1, H_out=5, W_out=6),   # 'same' padding, F != C
-    ConvShape(N=2, C=1, F=3, HH=5, WW=3, stride=1, pad=2, H_out=4, W_out=5),   # tall filter; pad == WW-1: no column pad
-    ConvShape(N=1, C=3, F=2, HH=2, WW=4, stride=1, pad=1, H_out=3, W_out=3),   # even, wide filter: unequal row/column pads
+    ConvShape(N=2, C=1, F=3, HH=5, WW=3, stride=1, pad=1, H_out=4, W_out=5),   # tall filter: dout padded 3 rows, 1 column
+    ConvShape(N=1, C=3, F=2, HH=2, WW=4, stride=1, pad=1, H_out=3, W_out=3),   # even, wide filter; pad == HH-1: no row pad
     ConvShape(N=3, C=2, F=1, HH=1, WW=1, stride=1, pad=0, H_out=2, W_out=3),   # 1x1 filter, F=1
 ]
 

@@ -94,7 +94,8 @@ def check_notebook(notebook: Path, assignment: str | None = None, course: Course
         raise CourseError(f"{notebook}: not a readable notebook ({err})") from None
     [source] = course.source_notebooks(assignment)
     with tempfile.TemporaryDirectory(prefix="grader-check-") as tmp:
-        scratch = Course(Path(tmp))
+        # A scratch gradebook of its own: a check never writes into the course's (possibly shared) one.
+        scratch = Course(Path(tmp), database=f"sqlite:///{Path(tmp) / 'gradebook.db'}")
         shutil.copy2(course.root / "nbgrader_config.py", scratch.root / "nbgrader_config.py")
         shutil.copytree(course.source / assignment, scratch.source / assignment)
         submission = scratch.submitted / SELF / assignment / source.name

@@ -13,6 +13,7 @@ from pathlib import Path
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_ROOT.parent
 
+COURSE_ID = "convnet-workbook"  # nbgrader_config.py sets the same (tests/test_packaging.py checks)
 SOURCE_DIR = "solutions"
 RELEASE_DIR = "notebooks"
 SUBMITTED_DIR = "submitted"
@@ -29,6 +30,7 @@ class Course:
     """A course directory: the repository itself, or a copy of it made by a test."""
 
     root: Path
+    database: str | None = None  # gradebook URL; None: WORKBOOK_DB_URL if set, else root/gradebook.db
 
     @classmethod
     def at(cls, root: str | os.PathLike | None = None) -> "Course":
@@ -60,6 +62,15 @@ class Course:
     @property
     def db_path(self) -> Path:
         return self.root / "gradebook.db"
+
+    @property
+    def db_url(self) -> str:
+        """The gradebook's URL: the one given, else ``WORKBOOK_DB_URL`` when set, else SQLite in the root.
+
+        nbgrader is always started with ``WORKBOOK_DB_URL`` set to this (see nbgrader_config.py), so the
+        grader and nbgrader read and write the same gradebook.
+        """
+        return self.database or os.environ.get("WORKBOOK_DB_URL") or f"sqlite:///{self.db_path}"
 
     def assignments(self) -> list[str]:
         """Assignment ids, in course order (their ids start with the two-digit position)."""

@@ -26,6 +26,7 @@ def nbgrader_env(course: Course) -> dict[str, str]:
     """
     env = dict(os.environ)
     env["WORKBOOK_COURSE_ROOT"] = str(course.root)
+    env["WORKBOOK_DB_URL"] = course.db_url
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     env.setdefault("MPLBACKEND", "Agg")

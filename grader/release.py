@@ -75,3 +75,21 @@ def release(course: Course, assignments: list[str] | None = None, *, db: bool = 
             shutil.copytree(Path(tmp) / assignment, target)
             written += [target / p.name for p in notebooks]
     return written
+
+
+def stale(course: Course, assignments: list[str] | None = None) -> list[str]:
+    """What in ``notebooks/`` differs from a fresh release of ``solutions/``; an empty list means current."""
+    problems = []
+    for assignment in assignments or course.assignments():
+        with tempfile.TemporaryDirectory(prefix="fresh-") as tmp:
+            fresh = {p.name: p for p in generate(course, assignment, Path(tmp), db=False)}
+            committed = {p.name: p for p in course.release_notebooks(assignment)}
+            for name in sorted(fresh.keys() | committed.keys()):
+                where = f"{course.release.name}/{assignment}/{name}"
+                if name not in committed:
+                    problems.append(f"{where} is missing")
+                elif name not in fresh:
+                    problems.append(f"{where} has no source notebook")
+                elif fresh[name].read_bytes() != committed[name].read_bytes():
+                    problems.append(f"{where} differs from a fresh release of {course.source.name}/{assignment}/{name}")
+    return problems

@@ -13,7 +13,7 @@ from pathlib import Path
 from nbgrader.api import Gradebook, MissingEntry
 
 from . import cells
-from .course import Course
+from .course import COURSE_ID, Course
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def read_scores(course: Course, assignments: list[str] | None = None, students: 
     """Scores of every graded cell of every (or the given) assignment for every (or the given) student."""
     questions: list[Question] = []
     scores: dict[tuple[str, str], float | None] = {}
-    with Gradebook(db_url or f"sqlite:///{course.db_path}") as gb:
+    with Gradebook(db_url or course.db_url, course_id=COURSE_ID) as gb:
         wanted = assignments or [a.name for a in gb.assignments]
         known_students = sorted(s.id for s in gb.students)
         for assignment in sorted(wanted):

@@ -62,7 +62,11 @@ class Kernel:
         self.km.start_kernel()
         self.kc = self.km.client()
         self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=60)
+        try:
+            self.kc.wait_for_ready(timeout=60)
+        except RuntimeError:
+            self.close()
+            raise
         self.startup = time.perf_counter() - t0
 
     def run(self, code: str, timeout: float = 30) -> tuple[str, str, str]:
@@ -82,6 +86,17 @@ class Kernel:
         status, out, ename = self.run(f"import json as _j; print(_j.dumps({expr}))")
         assert status == "ok", ename
         return json.loads(out.strip().splitlines()[-1])
+
+    def start_cell(self, code: str, timeout: float = 30) -> str:
+        """Execute `code` without waiting for it to finish, but until it has printed "started"."""
+        msg_id = self.kc.execute("print('started', flush=True)\n" + textwrap.dedent(code))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = self.kc.get_iopub_msg(timeout=timeout)
+            if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream"
+                    and "started" in msg["content"]["text"]):
+                return msg_id
+        raise TimeoutError("the cell did not start")
 
     def wait_dead(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -211,6 +226,10 @@ def test_sees_only_its_working_copy_and_the_environment(kernel, course):
     ]!r}}}""")
     assert not any(seen.values()), {p: v for p, v in seen.items() if v}
     assert kernel.value("sorted(__import__('os').listdir('.'))") == ["conv.ipynb"]
+    # what it does see, it can read as its unprivileged user (bwrap's own mount points would be mode 0700)
+    readable = [p for p in ("/etc/ld.so.cache", "/etc/fonts/fonts.conf") if os.path.exists(p)]
+    assert kernel.value(f"[__import__('os').access(p, __import__('os').R_OK) for p in {readable!r}]") \
+        == [True] * len(readable)
     assert kernel.value("__import__('os').getcwd()") == str(course["alice"])
     # the student helper package and the scientific stack import; the grader package does not
     assert kernel.value("__import__('workbook').__name__") == "workbook"
@@ -277,6 +296,9 @@ def test_allocating_50_gb_raises_memory_error_and_kernel_survives(kernel):
     assert (status, ename) == ("error", "MemoryError")
     status, _, ename = kernel.run("y = bytearray(50 * 10**9)")
     assert (status, ename) == ("error", "MemoryError")
+    # just over the limit, and never touched: only RLIMIT_AS stops this (the host would map it)
+    status, _, ename = kernel.run(f"z = np.empty({SMALL.address_space}, dtype=np.uint8)")
+    assert (status, ename) == ("error", "MemoryError")
     assert kernel.value("6 * 7") == 42 and kernel.km.is_alive()
 
 
@@ -311,8 +333,7 @@ def test_writing_a_1_gb_file_stops_at_the_file_size_limit(kernel, course):
 @needs_bwrap
 def test_kill_hard_stops_a_loop_that_ignores_sigint(fresh):
     k = fresh()
-    k.kc.execute("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass\n")
-    time.sleep(1.0)
+    k.start_cell("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass\n")
     k.km.interrupt_kernel()
     time.sleep(1.0)
     assert k.km.is_alive()                      # SIGINT did nothing
@@ -327,8 +348,7 @@ def test_kill_hard_stops_a_loop_that_ignores_sigint(fresh):
 @needs_bwrap
 def test_interrupt_reaches_the_kernel_inside_the_sandbox(fresh):
     k = fresh()
-    msg_id = k.kc.execute("import time\ntime.sleep(60)")
-    time.sleep(1.0)
+    msg_id = k.start_cell("import time\ntime.sleep(60)")
     k.km.interrupt_kernel()
     reply = k.kc.get_shell_msg(timeout=10)
     assert reply["parent_header"]["msg_id"] == msg_id
@@ -355,14 +375,17 @@ def test_fork_bomb_is_contained_and_killed(fresh):
                 time.sleep(120)
                 os._exit(0)
             children.append(pid)
+        for pid in children:                   # give the slots back before the next cell
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
         print(len(children), err)
     """)
     assert status == "ok", ename
     n, err = out.split()
     assert int(err) == errno.EAGAIN and int(n) < limits.processes
     # now a real bomb: every process forks forever; it stays bounded, and kill_hard removes all of it
-    k.kc.execute("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n")
-    time.sleep(1.5)
+    k.start_cell("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n")
+    time.sleep(1.0)
     assert 0 < len(sb.pids_of_uid(uid)) <= limits.processes
     k.km.kill_hard()
     assert k.wait_dead(5.0)
@@ -389,16 +412,20 @@ def test_kernel_death_is_reported(fresh, code, how):
 
 @needs_bwrap
 @pytest.mark.parametrize("manager", [SandboxedKernelManager, AsyncSandboxedKernelManager])
-def test_nbclient_runs_a_notebook_in_the_sandbox(tmp_path, manager):
+def test_nbclient_runs_a_notebook_in_the_sandbox(tmp_path, manager, monkeypatch):
+    monkeypatch.delenv("MPLBACKEND", raising=False)      # the kernel's inline backend, as for a student
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("import os, numpy as np\nprint(os.getcwd(), np.arange(3).sum())"),
         nbformat.v4.new_code_cell(f"print(os.path.exists({str(REPO / 'solutions')!r}))"),
+        nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()"),
     ])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     km = manager(sandbox_spec=SandboxSpec(workdir=tmp_path, limits=SMALL))
     NotebookClient(nb, km=km, timeout=60, resources={"metadata": {"path": str(tmp_path)}}).execute()
     assert nb.cells[0].outputs[0]["text"] == f"{tmp_path} 3\n"
     assert nb.cells[1].outputs[0]["text"] == "False\n"
+    assert [o["output_type"] for o in nb.cells[2].outputs] == ["display_data"]   # a figure, and no warnings
+    assert "image/png" in nb.cells[2].outputs[0]["data"]
     assert km.sandbox_mode == "bwrap"
 
 
@@ -431,7 +458,6 @@ def test_degraded_mode_works_and_reports_itself(fresh, monkeypatch):
     assert (status, ename) == ("error", "MemoryError")
     assert "NBGRADER_EXECUTION" not in k.value("sorted(__import__('os').environ)")
     # the kill works without namespaces too
-    k.kc.execute("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass\n")
-    time.sleep(0.5)
+    k.start_cell("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass\n")
     k.km.kill_hard()
     assert k.wait_dead(3.0)

@@ -20,7 +20,7 @@ def solution_cell(grade_id: str, source: str):
     return nbformat.v4.new_code_cell(source, metadata=_meta(solution=True, grade=False, locked=False, grade_id=grade_id))
 
 
-def test_cell(grade_id: str, points: int, source: str):
+def graded_cell(grade_id: str, points: int, source: str):
     return nbformat.v4.new_code_cell(source, metadata=_meta(solution=False, grade=True, locked=True, points=points,
                                                             grade_id=grade_id))
 
@@ -33,7 +33,7 @@ def toy_notebook() -> nbformat.NotebookNode:
         nbformat.v4.new_code_cell("import numpy as np\nfrom workbook.checks import check_array"),
         solution_cell("scale", 'def scale(x, k):\n    """Return k * x."""\n    ### BEGIN SOLUTION\n'
                                '    return np.asarray(x, dtype=float) * k\n    ### END SOLUTION'),
-        test_cell("test_scale", 2,
+        graded_cell("test_scale", 2,
                   "check_array('scale', scale(np.ones(3), 2.0), np.full(3, 2.0))\n"
                   "### BEGIN HIDDEN TESTS\n"
                   "from grader.hidden import reference, check_function, Case\n"
@@ -44,7 +44,7 @@ def toy_notebook() -> nbformat.NotebookNode:
                   "### END HIDDEN TESTS"),
         solution_cell("offset", 'def offset(x):\n    """Return x + 1."""\n    ### BEGIN SOLUTION\n'
                                 '    return x + 1\n    ### END SOLUTION'),
-        test_cell("test_offset", 1, "assert offset(1) == 2"),
+        graded_cell("test_offset", 1, "assert offset(1) == 2"),
     ]
     return nb
 

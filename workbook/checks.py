@@ -114,6 +114,15 @@ def check_array(name: str, got: Any, expected: np.ndarray, *, rtol: float = 1e-6
         print(f"✓ {name} matches{_where(case)} (max relative error {err:.1e})")
 
 
+def _same_kind(got: Any, expected: Any) -> bool:
+    """Whether ``got`` has the type ``expected`` calls for (numpy integers count as integers)."""
+    if isinstance(expected, (bool, np.bool_)) or isinstance(got, (bool, np.bool_)):
+        return isinstance(got, (bool, np.bool_)) and isinstance(expected, (bool, np.bool_))
+    if isinstance(expected, numbers.Integral):
+        return isinstance(got, numbers.Integral)
+    return type(got) is type(expected)
+
+
 def check_equal(name: str, got: Any, expected: Any, *, case: str | None = None, hint: str | None = None,
                 quiet: bool = False) -> None:
     """Check an exact value: an int, a tuple of ints, a string, a bool.
@@ -121,15 +130,12 @@ def check_equal(name: str, got: Any, expected: Any, *, case: str | None = None, 
     Types are part of the check: ``55.0`` is not the integer ``55`` (a size is an integer), and a list
     is not a tuple.
     """
-    ok = type(got) is type(expected) or (isinstance(expected, numbers.Integral) and isinstance(got, numbers.Integral)
-                                          and not isinstance(got, bool))
+    ok = _same_kind(got, expected)
     if not ok:
         raise _fail(name, case, f"expected {type(expected).__name__} {expected!r}, got {type(got).__name__} "
                                 f"{describe(got)}", hint)
     if isinstance(expected, (tuple, list)):
-        if len(got) != len(expected) or any(
-                (type(g) is not type(e) and not (isinstance(g, numbers.Integral) and isinstance(e, numbers.Integral)))
-                or g != e for g, e in zip(got, expected)):
+        if len(got) != len(expected) or any(not _same_kind(g, e) or g != e for g, e in zip(got, expected)):
             raise _fail(name, case, f"expected {expected!r}, got {got!r}", hint)
     elif got != expected:
         raise _fail(name, case, f"expected {expected!r}, got {got!r}", hint)

@@ -237,7 +237,8 @@ def show_images(images: Sequence, titles: Sequence[str] | None = None, *, cmap="
     - titles: one title per image
     - cmap: a colormap name, or one per image
     - symmetric: a bool, or one per image: centre the colour scale on 0 (for signed responses
-      such as edge filters, drawn with a diverging colormap)
+      such as edge filters, drawn with a diverging colormap; the scale ends at the 99.5th
+      percentile of the magnitudes, so a few extreme values do not wash out the rest)
     - size: height of each panel in inches
 
     Returns the matplotlib Figure.
@@ -252,7 +253,8 @@ def show_images(images: Sequence, titles: Sequence[str] | None = None, *, cmap="
         if image.ndim == 3:
             ax.imshow(np.clip(image, 0, 1))
         elif sym[k]:
-            limit = float(np.max(np.abs(image))) or 1.0
+            # Centre the scale on 0; a few extreme values should not wash out the rest.
+            limit = float(np.percentile(np.abs(image), 99.5)) or float(np.max(np.abs(image))) or 1.0
             ax.imshow(image, cmap=cmaps[k] if cmaps[k] != "gray" else "RdBu_r", vmin=-limit, vmax=limit)
         else:
             ax.imshow(image, cmap=cmaps[k])

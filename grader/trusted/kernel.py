@@ -31,6 +31,7 @@ import signal
 import tempfile
 import typing as t
 import uuid
+import weakref
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager, KernelManager
@@ -56,32 +57,33 @@ class SandboxProvisioner(LocalProvisioner):
         self.gid: int | None = None
         self.ipc_dir: Path | None = None
         self._lease: sb.UidLease | None = None
+        self._release: weakref.finalize | None = None
 
     # ---- preparation -----------------------------------------------------------------------------------
 
     def _prepare(self) -> None:
+        """Choose the mode, lease a uid, make the IPC directory, hand the working copy to the kernel's user."""
         spec = self.spec
         if not spec.workdir.is_dir():
             raise SandboxError(f"sandbox workdir {spec.workdir} does not exist")
-        self.mode, _ = sb.resolve_mode(spec.mode)
-        self.message = sb.sandbox_status(spec.mode)[1]
-        drop = os.geteuid() == 0 and self.mode != "none" and (
-            self.mode == "bwrap" or sb._uid_drop_blocker() is None)
-        if drop:
-            if spec.uid is None:
-                self._lease = sb.UidLease()
-                self.uid = self._lease.uid
-            else:
-                self.uid = spec.uid
-            self.gid = spec.gid if spec.gid is not None else self.uid
-        self.ipc_dir = Path(tempfile.mkdtemp(prefix="wb-kernel-"))
-        (self.ipc_dir / "home").mkdir(mode=0o700)
-        if self.uid is not None:
-            os.chown(self.ipc_dir, self.uid, self.gid)
-            os.chown(self.ipc_dir / "home", self.uid, self.gid)
-            sb.chown_tree(spec.workdir, self.uid, self.gid)
-        if self.mode == "rlimits":
-            self.log.warning("%s", self.message)
+        mode, _ = sb.resolve_mode(spec.mode)
+        message = sb.sandbox_status(spec.mode)[1]
+        drop = os.geteuid() == 0 and (mode == "bwrap" or (mode == "rlimits" and sb._uid_drop_blocker() is None))
+        lease = sb.UidLease() if drop and spec.uid is None else None
+        ipc_dir = Path(tempfile.mkdtemp(prefix="wb-kernel-"))
+        # Released by cleanup(); also when a caller never shuts the kernel down (garbage collection, exit).
+        self._release = weakref.finalize(self, _release, ipc_dir, lease)
+        uid = (lease.uid if lease else spec.uid) if drop else None
+        gid = (spec.gid if spec.gid is not None else uid) if drop else None
+        (ipc_dir / "home").mkdir(mode=0o700)
+        if uid is not None:
+            os.chown(ipc_dir, uid, gid)
+            os.chown(ipc_dir / "home", uid, gid)
+            sb.chown_tree(spec.workdir, uid, gid)
+        self._lease, self.ipc_dir, self.uid, self.gid = lease, ipc_dir, uid, gid
+        self.mode, self.message = mode, message
+        if mode != "bwrap":
+            self.log.warning("%s", message)
 
     async def pre_launch(self, **kwargs: t.Any) -> dict[str, t.Any]:
         if self.mode is None:
@@ -169,14 +171,19 @@ class SandboxProvisioner(LocalProvisioner):
         await super().cleanup(restart=restart)
         if restart:
             return
-        if self._lease is not None:
-            sb.kill_uid(self._lease.uid)      # nothing of this kernel outlives it
-            self._lease.release()
-            self._lease = None
-        if self.ipc_dir is not None:
-            shutil.rmtree(self.ipc_dir, ignore_errors=True)
-            self.ipc_dir = None
+        if self._release is not None:
+            self._release()
+        self._lease = self.ipc_dir = self._release = None
         self.mode = None
+
+
+def _release(ipc_dir: Path, lease: sb.UidLease | None) -> None:
+    """Free what a sandbox held: its processes (by leased uid, so nothing outlives the kernel), the uid, the
+    IPC directory."""
+    if lease is not None:
+        sb.kill_uid(lease.uid)
+        lease.release()
+    shutil.rmtree(ipc_dir, ignore_errors=True)
 
 
 class _SandboxMixin(HasTraits):

@@ -150,6 +150,7 @@ def _bwrap_probe(bwrap: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
 def _bwrap_version(bwrap: str) -> str:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         return subprocess.run([bwrap, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
@@ -277,6 +278,7 @@ def bwrap_args(spec: SandboxSpec, *, rw_paths: list[Path], keep_setid_caps: bool
             *_system_args(),
             "--proc", "/proc", "--dev", "/dev",
             "--perms", "1777", "--size", str(spec.limits.tmpfs_size), "--tmpfs", "/tmp"]
+    args += ["--perms", "0755", "--dir", "/etc"]
     for name in ETC_READONLY:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     made: set[Path] = {Path("/tmp"), Path("/usr"), Path("/etc"), Path("/proc"), Path("/dev")}

@@ -111,6 +111,11 @@ def _prepend(nb, grade_id: str, code: str) -> None:
     cell.source = textwrap.dedent(code).strip() + "\n\n" + cell.source
 
 
+def _append(nb, grade_id: str, code: str) -> None:
+    cell = _cell(nb, grade_id)
+    cell.source = cell.source + "\n\n" + textwrap.dedent(code).strip()
+
+
 def _first_solution(nb) -> str:
     return _solution_ids(nb)[0]
 
@@ -134,12 +139,12 @@ numpy.testing.assert_allclose = lambda *a, **k: None
 numpy.testing.assert_array_almost_equal = lambda *a, **k: None
 import workbook.checks as _wc
 for _n in ("check_array", "check_equal", "check_true", "check_raises", "check_gradient", "rel_error"):
-    setattr(_wc, _n, lambda *a, **k: 0.0)
-    globals()[_n] = lambda *a, **k: 0.0
+    setattr(_wc, _n, lambda *a, **k: None)
+    globals()[_n] = lambda *a, **k: None
 try:
     import grader.hidden as _gh
-    _gh.check_function = lambda *a, **k: 0
-    _gh.check_array = lambda *a, **k: 0.0
+    _gh.check_function = lambda *a, **k: None
+    _gh.check_array = lambda *a, **k: None
 except Exception:
     pass
 '''
@@ -287,9 +292,11 @@ def build_corpus(release_nb, source_nb, *, port: int) -> list[Submission]:
     duplicate.source = "print('all good')"
     nb.cells.append(duplicate)
     nb.cells.remove(last)
-    nb.cells.append(nbformat.v4.new_code_cell("pass", metadata={"nbgrader": {
+    bonus = nbformat.v4.new_code_cell("pass", metadata={"nbgrader": {
         "grade": True, "solution": False, "locked": True, "points": 50, "grade_id": "bonus_points",
-        "schema_version": 3}}))
+        "schema_version": 3}})
+    bonus.pop("id", None)
+    nb.cells.append(bonus)
     add("tampered_cells", 4, "test cells replaced by `pass`, points raised, flags changed, one deleted, a grade "
                              "id duplicated, a fake graded cell added", nb)
 
@@ -301,12 +308,14 @@ def build_corpus(release_nb, source_nb, *, port: int) -> list[Submission]:
                          "attack)", nb)
 
     nb = fill(release_nb, source_nb, "missing")
-    _prepend(nb, _first_solution(nb), SNOOP)
+    for gid in _solution_ids(nb):
+        _append(nb, gid, SNOOP)
     add("snoop", 5, "reads solutions/ and other submissions, executes the reference, writes to the course "
                     "directory and the gradebook", nb)
 
     nb = fill(release_nb, source_nb, "missing")
-    _prepend(nb, _first_solution(nb), NETWORK.format(port=port))
+    for gid in _solution_ids(nb):
+        _append(nb, gid, NETWORK.format(port=port))
     add("network", 6, f"downloads the answers from a server on 127.0.0.1:{port}", nb)
 
     first = _first_solution(release_nb)

@@ -1,0 +1,87 @@
+"""Issue 3's hostile submissions, graded in one batch by ``nbgrader autograde`` through the trusted path.
+
+Every attack must earn 0 on the tests it targets; availability attacks (family 7) must cost only the tests that
+depend on the broken cell; the honest submission in the same batch gets full marks; the batch completes; and no
+file outside each submission's own working copy (``autograded/<student>/``) changes.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from adversarial.batch import AnswerServer, autograde_batch, scores, submit_all, tree_hashes  # noqa: E402
+from adversarial.builder import build_corpus, honest_answers  # noqa: E402
+from adversarial.course import ASSIGNMENT, NOTEBOOK, make_course  # noqa: E402
+from grader import cells  # noqa: E402
+from grader.trusted.kernels import sandbox_status  # noqa: E402
+
+MODE = sandbox_status("auto")[0]
+NEEDS_ISOLATION = {"snoop", "network"}   # only bubblewrap hides the course and the network
+
+
+@pytest.mark.slow
+def test_corpus_is_graded_by_the_trusted_path_in_one_batch(tmp_path):
+    course = make_course(tmp_path / "course", trusted=True, timeout=10)
+    source = cells.read(course.source / ASSIGNMENT / NOTEBOOK)
+    release = cells.read(course.release / ASSIGNMENT / NOTEBOOK)
+    with AnswerServer(honest_answers(source)) as server:
+        corpus = build_corpus(release, source, port=server.port)
+        skipped = {s.name for s in corpus if (s.dangerous and MODE == "none")
+                   or (s.name in NEEDS_ISOLATION and MODE != "bwrap")}
+        corpus = [s for s in corpus if s.name not in skipped]
+        assert {s.family for s in corpus} >= ({0, 1, 2, 3, 4, 5, 6, 7, 8} if MODE == "bwrap" else {0, 1, 2, 3, 4, 8})
+        submit_all(course, ASSIGNMENT, NOTEBOOK, corpus)
+        before = tree_hashes(course.root)
+        started = time.monotonic()
+        proc = autograde_batch(course, ASSIGNMENT)
+        seconds = time.monotonic() - started
+        hits = list(server.hits)
+    after = tree_hashes(course.root)
+
+    got = scores(course, ASSIGNMENT, NOTEBOOK, [s.name for s in corpus])
+    points = {cells.grade_id(c): cells.points(c) for c in cells.test_cells(source)}
+    report = [f"{s.name:18s} family {s.family}: {got[s.name]}" for s in corpus]
+    print(f"sandbox {MODE}; batch of {len(corpus)} submissions in {seconds:.0f} s; skipped {sorted(skipped)}")
+    print("\n".join(report))
+
+    assert got["honest"] == points, "the honest submission must get full marks in the same batch"
+    for sub in corpus:
+        for gid in sub.targets:
+            assert got[sub.name].get(gid, 0) == 0, f"{sub.name} ({sub.description}) earned points on {gid}"
+        for gid in sub.independent:
+            assert got[sub.name].get(gid) == points[gid], \
+                f"{sub.name}: {gid} does not depend on the broken cell and must keep its points"
+    assert before == after, f"files outside the working copies changed: {sorted(set(before) ^ set(after))}"
+    assert hits == [], "a submission reached the network"
+    assert "Traceback" not in proc.stdout or "tampered_cells" in proc.stdout  # only nbgrader's own refusal
+    graded = {p.parent.parent.name for p in course.autograded.glob(f"*/{ASSIGNMENT}/{NOTEBOOK}")}
+    assert graded >= {s.name for s in corpus} - {"tampered_cells"}, "the batch must grade every submission"
+
+
+@pytest.mark.slow
+def test_feedback_shows_the_trusted_verdict(tmp_path):
+    """The autograded notebook carries the notice (sandbox, restarts, audit) and the trusted error output."""
+    from adversarial.builder import RESOURCE, fill
+    from grader.nbgrader_run import run_nbgrader
+
+    course = make_course(tmp_path / "course", trusted=True, timeout=10)
+    source = cells.read(course.source / ASSIGNMENT / NOTEBOOK)
+    release = cells.read(course.release / ASSIGNMENT / NOTEBOOK)
+    nb = fill(release, source, "honest")
+    first = next(c for c in nb.cells if cells.is_solution(c))
+    first.source = RESOURCE["os_exit"][1] + "\n\n" + next(
+        c for c in release.cells if cells.grade_id(c) == cells.grade_id(first)).source
+    from types import SimpleNamespace
+    submit_all(course, ASSIGNMENT, NOTEBOOK, [SimpleNamespace(name="crash", nb=nb)])
+    autograde_batch(course, ASSIGNMENT)
+    run_nbgrader(course, "generate_feedback", ASSIGNMENT, "--student", "crash", "--force")
+    html = (course.feedback / "crash" / ASSIGNMENT / "relu.html").read_text()
+    assert "Graded by the trusted autograder" in html
+    assert "KernelDied" in html and "restarted" in html
+    summary = (course.autograded / "crash" / ASSIGNMENT / "relu.grading.json").read_text()
+    assert '"restarts": 1' in summary
