@@ -8,7 +8,7 @@ in the project holds a second copy of the reference.
 Rules for source-notebook code that the loader relies on (docs/AUTHORING.md has the full list):
 
 * IPython-only lines (``%matplotlib inline``, ``!pip ...``) are skipped; everything else is plain Python.
-* Figures are drawn on matplotlib's non-interactive Agg backend and closed; ``display`` is a no-op.
+* Figures drawn while loading are neither shown nor kept (``plt.show`` is a no-op then); ``display`` is a no-op.
 * A cell tagged ``skip-reference`` (a timing demo, a long experiment) is not executed.
 """
 from __future__ import annotations
@@ -81,29 +81,43 @@ def _function_sources(tree: ast.Module, source: str) -> dict[str, str]:
     return found
 
 
-def _load(assignment: str, notebook: Path) -> Reference:
-    import matplotlib
+@contextlib.contextmanager
+def _quiet_figures():
+    """Figures drawn while loading are never shown and are closed after; the backend is left alone.
 
-    matplotlib.use("Agg", force=True)
+    The loader also runs inside a kernel (a hidden test in nbval or stock nbgrader): switching that
+    kernel's backend would stop the notebook's own later figures from displaying.
+    """
     import matplotlib.pyplot as plt
 
+    before = set(plt.get_fignums())
+    show = plt.show
+    plt.show = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        plt.show = show
+        for number in set(plt.get_fignums()) - before:
+            plt.close(number)
+
+
+def _load(assignment: str, notebook: Path) -> Reference:
     nb = cells.read(notebook)
     namespace: dict = {"__name__": f"reference_{assignment}", "display": lambda *a, **k: None}
     sources: dict[str, str] = {}
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or cells.is_test(cell) or SKIP_TAG in cell.metadata.get("tags", []):
-            continue
-        source = _python_lines(cell.source)
-        try:
-            tree = ast.parse(source, filename=f"{notebook} cell {index}")
-            sources.update(_function_sources(tree, source))
-            with contextlib.redirect_stdout(io.StringIO()):
-                exec(compile(tree, f"{notebook} cell {index}", "exec"), namespace)
-        except Exception as err:
-            raise ReferenceError_(f"{notebook}: code cell {index} ({cells.grade_id(cell) or 'no grade id'}) failed "
-                                  f"while loading the reference: {type(err).__name__}: {err}") from err
-        finally:
-            plt.close("all")
+    with _quiet_figures():
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code" or cells.is_test(cell) or SKIP_TAG in cell.metadata.get("tags", []):
+                continue
+            source = _python_lines(cell.source)
+            try:
+                tree = ast.parse(source, filename=f"{notebook} cell {index}")
+                sources.update(_function_sources(tree, source))
+                with contextlib.redirect_stdout(io.StringIO()):
+                    exec(compile(tree, f"{notebook} cell {index}", "exec"), namespace)
+            except Exception as err:
+                raise ReferenceError_(f"{notebook}: code cell {index} ({cells.grade_id(cell) or 'no grade id'}) "
+                                      f"failed while loading the reference: {type(err).__name__}: {err}") from err
     return Reference(assignment, notebook, namespace, sources)
 
 

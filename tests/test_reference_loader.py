@@ -63,3 +63,18 @@ def test_the_cache_follows_edits(tmp_path):
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     assert reference("00_x", course).V == 2
+
+
+def test_loading_leaves_the_callers_figures_and_backend_alone(tmp_path):
+    """Hidden tests load the reference inside a notebook's kernel; its own figures must keep working."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    course = _course(tmp_path, [nbformat.v4.new_code_cell(
+        "import matplotlib.pyplot as plt\nfig = plt.figure()\nplt.plot([1, 2])\nplt.show()")])
+    backend = matplotlib.get_backend()
+    mine = plt.figure()
+    reference("00_x", course)
+    assert matplotlib.get_backend() == backend
+    assert plt.get_fignums() == [mine.number]
+    plt.close(mine)
