@@ -34,8 +34,17 @@ class Bug:
     description: str
 
 
-# One classic mistake per assignment, as a student would make it.
-CLASSIC_BUGS: dict[str, Bug] = {}
+# One classic mistake per assignment, as a student would make it. tests/test_mistakes.py proves that the
+# hidden tests name each of them.
+CLASSIC_BUGS: dict[str, Bug] = {
+    "01_conv_geometry": Bug("conv_output_size", "span = in_size - effective + 2 * pad", "span = in_size - effective",
+                            "the padding is left out of the output size"),
+    "02_conv_forward": Bug("conv_forward_naive", "np.sum(window * w[f])", "np.sum(window * w[f, :, ::-1, ::-1])",
+                           "the kernel is flipped (convolution instead of cross-correlation)"),
+    "03_conv_backward": Bug("conv_backward_naive", "dx_pad[n, :, top:top + HH, left:left + WW] += g * w[f]",
+                            "dx_pad[n, :, top:top + HH, left:left + WW] = g * w[f]",
+                            "dx is assigned with = instead of accumulated with +="),
+}
 
 STUDENTS = {
     "sample-complete": "every exercise solved",
