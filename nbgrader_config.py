@@ -31,3 +31,15 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # A graded cell may take at most this long (hidden tests are sized to finish in under 5 s with naive loops).
 c.ExecutePreprocessor.timeout = 120
 c.Execute.timeout = 120
+
+# Trusted grading: student code runs in a sandboxed kernel (bubblewrap when installed, else rlimits with a
+# loud "degraded sandbox" notice); graded cells run in the grader's own process, restored from the source
+# notebook, and only plain data crosses back from the kernel. See grader/trusted/.
+from grader.trusted import configure  # noqa: E402
+
+configure(c)
+c.TrustedExecute.sandbox = os.environ.get("WORKBOOK_SANDBOX", "auto")  # auto | bwrap | rlimits | none
+# Import audit: what student code may import. Findings are reported in the grading summary and the
+# feedback; "flag" keeps the score, "zero" sets the notebook's score to 0.
+c.ImportAudit.default_allowed = ["numpy", "math"]
+c.ImportAudit.policy = "flag"

@@ -23,6 +23,21 @@ class Outcome:
     assignment: str
     ok: bool
     problem: str = ""
+    summary: dict = field(default_factory=dict)  # the trusted grader's record: sandbox, restarts, import audit
+
+    def notes(self) -> list[str]:
+        """What the instructor should know about this submission beyond its score."""
+        notes = []
+        if self.summary.get("degraded"):
+            notes.append(f"DEGRADED SANDBOX: {self.summary.get('sandbox_message', '')}")
+        if self.summary.get("restarts"):
+            notes.append(f"the kernel was restarted {self.summary['restarts']} time(s): "
+                         + "; ".join(str(e) for e in self.summary.get("events", []))[:300])
+        imports = sorted({f["module"] for f in self.summary.get("findings", []) if f.get("how") != "loaded at run time"})
+        if imports:
+            notes.append(f"import audit ({self.summary.get('policy', 'flag')}): imports outside the allowed list: "
+                         + ", ".join(imports))
+        return notes
 
 
 @dataclass
@@ -68,6 +83,23 @@ def problem_with_submission(course: Course, student: str, assignment: str) -> st
     return None
 
 
+def grading_summary(course: Course, student: str, assignment: str) -> dict:
+    """The trusted grader's records for a submission's notebooks (``*.grading.json``), merged."""
+    merged: dict = {}
+    for path in sorted((course.autograded / student / assignment).glob("*.grading.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        for key, value in record.items():
+            if isinstance(value, list):
+                merged.setdefault(key, []).extend(value)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) and key in merged:
+                merged[key] += value
+            elif isinstance(value, bool):
+                merged[key] = merged.get(key, False) or value
+            else:
+                merged.setdefault(key, value)
+    return merged
+
+
 def _grade_one(course: Course, assignment: str, student: str) -> str | None:
     proc = run_nbgrader(course, "autograde", assignment, "--student", student, "--create", "--force", check=False)
     if proc.returncode == 0:
@@ -101,10 +133,12 @@ def autograde(course: Course, assignments: list[str] | None = None, students: li
             for student in gradable:
                 problems[student] = _grade_one(course, assignment, student)
         for student in chosen:
-            outcome = Outcome(student, assignment, problems[student] is None, problems[student] or "")
+            outcome = Outcome(student, assignment, problems[student] is None, problems[student] or "",
+                              grading_summary(course, student, assignment))
             report.outcomes.append(outcome)
             log(f"{'graded ' if outcome.ok else 'FAILED '} {assignment} / {student}"
-                + ("" if outcome.ok else f"\n  {outcome.problem}"))
+                + ("" if outcome.ok else f"\n  {outcome.problem}")
+                + "".join(f"\n  {note}" for note in outcome.notes()))
     return report
 
 

@@ -271,3 +271,166 @@ def zero_pad_cases(seed: int) -> list[Case]:
 
 __all__ += ["conv_geometry_cases", "same_padding_cases", "conv_param_count_cases", "neuron_cases",
             "depth_column_cases", "depth_slice_cases", "ZERO_PAD_SHAPES", "zero_pad_cases"]
+
+
+# --- 04_im2col: the column matrix, its adjoint, and the pooling backward pass ---------------------------
+
+def im2col_cases(seed: int) -> list[Case]:
+    """Cases ``(x, filter_h, filter_w, stride, pad)`` for ``im2col``: one per shape of CONV_SHAPES
+    (overlapping windows, pad 0, non-square inputs and filters, N = C = 1, 1x1 and even filters)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for s in CONV_SHAPES:
+        x = rng.standard_normal((s.N, s.C, conv_input_size(s.H_out, s.HH, s.stride, s.pad),
+                                 conv_input_size(s.W_out, s.WW, s.stride, s.pad)))
+        cases.append(Case(case_label(x=x, filter_h=s.HH, filter_w=s.WW, stride=s.stride, pad=s.pad),
+                          (x, s.HH, s.WW, s.stride, s.pad)))
+    return cases
+
+
+def col2im_cases(seed: int) -> list[Case]:
+    """Cases ``(cols, x_shape, filter_h, filter_w, stride, pad)`` for ``col2im``: random columns of shape
+    (C * HH * WW, N * H_out * W_out) for each shape of CONV_SHAPES; ``x_shape`` is a tuple of ints."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for s in CONV_SHAPES:
+        x_shape = (s.N, s.C, conv_input_size(s.H_out, s.HH, s.stride, s.pad),
+                   conv_input_size(s.W_out, s.WW, s.stride, s.pad))
+        cols = rng.standard_normal((s.C * s.HH * s.WW, s.N * s.H_out * s.W_out))
+        cases.append(Case(case_label(cols=cols, x_shape=x_shape, filter_h=s.HH, filter_w=s.WW, stride=s.stride,
+                                     pad=s.pad), (cols, x_shape, s.HH, s.WW, s.stride, s.pad)))
+    return cases
+
+
+def pool_backward_cases(seed: int, *, ties: bool = False) -> list[Case]:
+    """Cases ``(dout, x, pool_param)`` for a max-pooling backward pass, one per shape of POOL_SHAPES.
+
+    With ``ties=False`` the inputs are continuous random, so every window has a single maximum. With
+    ``ties=True`` they are drawn from {0, 1, 2}, so most windows hold their maximum more than once and the
+    gradient must go to the first one in row-major order within the window.
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+    for N, C, Ho, Wo, ph, pw, stride in POOL_SHAPES:
+        H, W = (Ho - 1) * stride + ph, (Wo - 1) * stride + pw
+        x = rng.integers(0, 3, size=(N, C, H, W)).astype(float) if ties else rng.standard_normal((N, C, H, W))
+        dout = rng.standard_normal((N, C, Ho, Wo))
+        pool_param = {"pool_height": ph, "pool_width": pw, "stride": stride}
+        cases.append(Case(case_label(dout=dout, x=x, pool_param=pool_param), (dout, x, pool_param)))
+    return cases
+
+
+__all__ += ["im2col_cases", "col2im_cases", "pool_backward_cases"]
+
+
+# --- 05_pooling and 06_1x1_and_dilated: pooling edge cases, global pooling, receptive fields ------------
+
+def _with_dout(rng: np.random.Generator, x: np.ndarray, out_shape: tuple, pool_param: dict) -> Case:
+    dout = rng.standard_normal(out_shape)
+    return Case(case_label(dout=dout, x=x, pool_param=pool_param), (dout, x, pool_param))
+
+
+def pool_edge_cases(seed: int, *, backward: bool = False) -> list[Case]:
+    """Pooling inputs that separate a correct backward pass from a nearly correct one.
+
+    Cases ``(x, pool_param)``, or ``(dout, x, pool_param)`` with ``backward=True``:
+
+    * overlapping windows (F=3, S=2 and F=3, S=1) with a planted maximum on a pixel that several windows
+      share, so a backward pass that writes ``dx[...] = ...`` instead of accumulating with ``+=`` loses
+      gradient for certain (with random inputs it only might);
+    * a ReLU output (about half zeros) with whole windows of zeros: ties at 0, and the all-zero windows
+      at which L2-norm pooling has no derivative;
+    * a constant input under overlapping pooling: every window is one big tie.
+    """
+    rng = np.random.default_rng(seed)
+    raw = []
+    # F=3, S=2 on 7x7: pixel (2, 2) lies in 4 windows; channel 1 plants its maximum on (4, 4) instead.
+    x = rng.standard_normal((1, 2, 7, 7))
+    x[0, 0, 2, 2], x[0, 1, 4, 4] = 10.0, 10.0
+    raw.append((x, (3, 3, 2)))
+    # F=3, S=1 on 5x6: pixel (2, 2) lies in 9 windows.
+    x = rng.standard_normal((2, 1, 5, 6))
+    x[:, 0, 2, 2] = 10.0
+    raw.append((x, (3, 3, 1)))
+    # A ReLU output with all-zero windows, non-overlapping and overlapping.
+    for ph, pw, stride, H, W in [(2, 2, 2, 6, 8), (3, 3, 2, 7, 9)]:
+        x = np.maximum(rng.standard_normal((2, 2, H, W)), 0.0)
+        x[:, :, :ph, :pw] = 0.0              # the first window of every map is all zero
+        x[0, 1, -ph:, -pw:] = 0.0            # and the last one of one map
+        raw.append((x, (ph, pw, stride)))
+    # A constant input, overlapping windows: every maximum is tied.
+    raw.append((np.full((1, 1, 4, 5), 0.5), (2, 2, 1)))
+
+    cases = []
+    for x, (ph, pw, stride) in raw:
+        pool_param = {"pool_height": ph, "pool_width": pw, "stride": stride}
+        N, C, H, W = x.shape
+        if backward:
+            cases.append(_with_dout(rng, x, (N, C, (H - ph) // stride + 1, (W - pw) // stride + 1), pool_param))
+        else:
+            cases.append(Case(case_label(x=x, pool_param=pool_param), (x, pool_param)))
+    return cases
+
+
+GLOBAL_POOL_SHAPES = [(2, 3, 4, 5), (1, 1, 1, 1), (3, 2, 7, 2), (1, 4, 3, 3)]  # (N, C, H, W)
+
+
+def global_pool_cases(seed: int, *, backward: bool = False) -> list[Case]:
+    """Cases ``(x,)``, or ``(dout, x)`` with ``backward=True`` (dout of shape (N, C)), for global pooling:
+    non-square maps, a 1x1 map, N = 1 and C = 1."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for shape in GLOBAL_POOL_SHAPES:
+        x = rng.standard_normal(shape)
+        if backward:
+            dout = rng.standard_normal(shape[:2])
+            cases.append(Case(case_label(dout=dout, x=x), (dout, x)))
+        else:
+            cases.append(Case(case_label(x=x), (x,)))
+    return cases
+
+
+RECEPTIVE_FIELD_STACKS = [
+    [],                                                 # no layer: a pixel sees itself
+    [(3, 1, 1)] * 3,                                    # three 3x3 layers see 7x7
+    [(3, 1, 1), (3, 1, 2), (3, 1, 4)],                  # dilations 1, 2, 4 see 15x15
+    [(11, 4, 1), (3, 2, 1), (5, 1, 1)],                 # AlexNet conv1, pool1, conv2: strides compound
+    [(3, 1, 1), (3, 1, 1), (2, 2, 1), (3, 1, 1)],       # a 3x3 layer after a pool adds 4, not 2
+    [(1, 1, 1), (1, 2, 3)],                             # 1x1 filters add nothing, whatever the dilation
+]
+
+
+def receptive_field_cases(seed: int, *, count: int = 12) -> list[Case]:
+    """Cases ``(layers,)``: stacks of ``(filter_size, stride, dilation)`` tuples (ints), the fixed ones of
+    RECEPTIVE_FIELD_STACKS followed by ``count`` random stacks of 1 to 6 layers mixing strides 1-3,
+    dilations 1-4 and filter sizes 1-7, so that dropping any term of the recurrence changes some answer."""
+    rng = np.random.default_rng(seed)
+    stacks = [list(s) for s in RECEPTIVE_FIELD_STACKS]
+    for _ in range(count):
+        depth = int(rng.integers(1, 7))
+        stacks.append([(int(rng.choice([1, 2, 3, 3, 5, 7])), int(rng.choice([1, 1, 2, 3])),
+                        int(rng.choice([1, 1, 2, 4]))) for _ in range(depth)])
+    return [Case(case_label(layers=s), (s,)) for s in stacks]
+
+
+__all__ += ["pool_edge_cases", "GLOBAL_POOL_SHAPES", "global_pool_cases", "RECEPTIVE_FIELD_STACKS",
+            "receptive_field_cases"]
+
+
+CONV1X1_SHAPES = [(2, 3, 4, 5, 6), (1, 1, 1, 3, 3), (3, 4, 2, 1, 7), (1, 5, 3, 2, 2), (2, 2, 5, 3, 1)]  # (N, C, F, H, W)
+
+
+def conv1x1_cases(seed: int) -> list[Case]:
+    """Cases ``(x, w, b)`` for a 1x1 convolution: w of shape (F, C, 1, 1); C = 1, F = 1, F < C and F > C,
+    non-square maps and a 1-pixel-wide one."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for N, C, F, H, W in CONV1X1_SHAPES:
+        x = rng.standard_normal((N, C, H, W))
+        w = rng.standard_normal((F, C, 1, 1))
+        b = rng.standard_normal(F)
+        cases.append(Case(case_label(x=x, w=w, b=b), (x, w, b)))
+    return cases
+
+
+__all__ += ["CONV1X1_SHAPES", "conv1x1_cases"]

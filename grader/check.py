@@ -40,6 +40,8 @@ class CheckResult:
     assignment: str
     questions: list[QuestionResult] = field(default_factory=list)
     problem: str = ""
+    notes: list[str] = field(default_factory=list)
+    sandbox: str = ""
 
     @property
     def score(self) -> float:
@@ -64,6 +66,9 @@ class CheckResult:
             if q.message and not q.passed:
                 lines += ["      " + line for line in q.message.splitlines()]
         lines.append(f"  score: {self.score:g}/{self.max_score:g}")
+        lines += [f"  note: {note}" for note in self.notes]
+        if self.sandbox and not any(self.sandbox in note for note in self.notes):
+            lines.append(f"  ({self.sandbox})")
         return "\n".join(lines)
 
 
@@ -103,6 +108,9 @@ def check_notebook(notebook: Path, assignment: str | None = None, course: Course
         shutil.copyfile(notebook, submission)
         report = autograde(scratch, [assignment], [SELF], log=lambda *_: None)
         result = CheckResult(notebook, assignment)
+        [outcome] = report.outcomes
+        result.notes = outcome.notes()
+        result.sandbox = outcome.summary.get("sandbox_message", "")
         if report.failures:
             result.problem = report.failures[0].problem
             return result

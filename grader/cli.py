@@ -5,6 +5,7 @@ Run from anywhere; it works on the course at ``--course`` (default: this reposit
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from .course import Course, CourseError
 
 
 def _course(args) -> Course:
+    if getattr(args, "sandbox", None):
+        os.environ["WORKBOOK_SANDBOX"] = args.sandbox  # read by nbgrader_config.py in the nbgrader process
     return Course.at(args.course)
 
 
@@ -109,8 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    sandbox_help = ("where student code runs: auto (bubblewrap if installed, else rlimits with a warning), bwrap, "
+                    "rlimits, none (default: auto, or WORKBOOK_SANDBOX)")
     add("release", cmd_release, "regenerate notebooks/ from solutions/ (deterministic; refuses to leak)")
-    add("autograde", cmd_autograde, "autograde submitted/<student>/<assignment>/ into autograded/", students=True)
+    p = add("autograde", cmd_autograde, "autograde submitted/<student>/<assignment>/ into autograded/", students=True)
+    p.add_argument("--sandbox", choices=["auto", "bwrap", "rlimits", "none"], help=sandbox_help)
     add("feedback", cmd_feedback, "write feedback HTML for autograded submissions into feedback/", students=True)
     p = add("export", cmd_export, "print the per-question score table and write it as CSV", students=True)
     p.add_argument("--output", "-o", default="scores.csv", help="CSV file to write (default: scores.csv)")
@@ -118,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("check", cmd_check, "grade one notebook exactly as the instructor's autograder would", assignments=False)
     p.add_argument("notebook", help="path to your notebook, e.g. notebooks/02_conv_forward/conv_forward.ipynb")
     p.add_argument("--assignment", help="assignment id (default: the notebook's folder name)")
+    p.add_argument("--sandbox", choices=["auto", "bwrap", "rlimits", "none"], help=sandbox_help)
     add("demo", cmd_demo, "release, build the sample class, autograde it, write feedback and print the scores",
         assignments=False)
     return parser

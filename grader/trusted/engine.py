@@ -369,6 +369,10 @@ class GradingEngine:
         except Exception as err:
             _append_stream(outputs, buffer.getvalue(), self.printed)
             outputs.append(_trusted_error(err))
+            if isinstance(err, NameError) and any("Tests that need" in e for e in self.report.events):
+                outputs[-1].evalue += (" (an earlier cell was stopped before it could define it; see the notice at "
+                                       "the top of the notebook)")
+                outputs[-1].traceback[-1] = f"{outputs[-1].ename}: {outputs[-1].evalue}"
             return outputs
         except SystemExit as err:  # test code never exits the grader
             _append_stream(outputs, buffer.getvalue(), self.printed)

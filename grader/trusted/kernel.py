@@ -94,13 +94,14 @@ class SandboxProvisioner(LocalProvisioner):
         km.connection_file = str(self.ipc_dir / "kernel.json")
         km.ip = str(self.ipc_dir / "kernel-ipc")
         kwargs["cwd"] = str(self.spec.workdir)
+        explicit_env = kwargs.get("env") is not None
         kwargs = await super().pre_launch(**kwargs)
         if self.uid is not None:
             os.chown(km.connection_file, self.uid, self.gid)
 
         cmd = list(kwargs.pop("cmd"))
         home = "/tmp" if self.mode == "bwrap" else str(self.ipc_dir / "home")
-        kwargs["env"] = sb.kernel_env(self.spec, kwargs.get("env") or {}, home=home)
+        kwargs["env"] = sb.kernel_env(self.spec, kwargs.get("env") or {}, home=home, explicit=explicit_env)
         if self.mode == "bwrap":
             # The kernel's parent inside the PID namespace is bubblewrap's init, not us: with our pid, ipykernel's
             # parent poller would see a changed parent and quit; JPY_PARENT_PID=1 turns the poller off

@@ -111,7 +111,8 @@ class SandboxSpec:
     mode: "auto" (bwrap if usable, else the degraded "rlimits"), "bwrap" (fail if unusable), "rlimits", "none".
     uid, gid: the user the kernel runs as when the grader is root. None leases a fresh uid per kernel from
         UID_BASE.. (so parallel kernels do not share an RLIMIT_NPROC count); give one to pin it.
-    env_passthrough: glob patterns of the grader's environment variables that reach the kernel.
+    env_passthrough: glob patterns of the grader's environment variables that reach the kernel (when the
+        caller gives start_kernel an explicit `env=`, that env is used as given instead).
     extra_ro_paths: more host paths to show read-only at the same place (e.g. a data directory).
     """
     workdir: Path
@@ -195,11 +196,14 @@ def sandbox_status(mode: str = "auto") -> tuple[str, str]:
                       "access to its files and the network (fine for checking your own work, never for grading "
                       "others')")
     drop = _uid_drop_blocker() if os.geteuid() == 0 else "the grader does not run as root"
-    who = ("as an unprivileged user of their own" if drop is None
-           else f"as the grader's own user ({drop}), so the process limit is not enforced")
+    if drop is None:
+        who = f"as an unprivileged user of their own, with {limits}"
+    else:
+        who = (f"as the grader's own user ({drop}), with limits on memory, CPU time, open files and file size "
+               f"but none on the number of processes")
     because = f" because {reason}" if reason else " because it was requested"
-    return used, (f"DEGRADED SANDBOX{because}. Student kernels run as separate processes {who}, with {limits}, "
-                  f"but they CAN read every file the grader's user can read (solutions, gradebook, other "
+    return used, (f"DEGRADED SANDBOX{because}. Student kernels run as separate processes {who}; "
+                  f"they CAN read every file the grader's user can read (solutions, gradebook, other "
                   f"submissions) and CAN reach the network. Do not grade untrusted submissions this way.")
 
 
@@ -296,16 +300,23 @@ def bwrap_args(spec: SandboxSpec, *, rw_paths: list[Path], keep_setid_caps: bool
     return [*args, "--"]
 
 
-def kernel_env(spec: SandboxSpec, env: dict[str, str], *, home: str) -> dict[str, str]:
-    """The kernel's environment: the passthrough patterns of `env`, and a PATH, HOME of the sandbox."""
-    kept = {k: v for k, v in env.items() if any(fnmatch.fnmatchcase(k, pat) for pat in spec.env_passthrough)}
+def kernel_env(spec: SandboxSpec, env: dict[str, str], *, home: str, explicit: bool = False) -> dict[str, str]:
+    """The kernel's environment: the sandbox's PATH, HOME and Python settings, plus
+
+    * explicit=False (`env` is the grader's ambient environment): only the variables matching
+      spec.env_passthrough, so that tokens and grading signals (NBGRADER_EXECUTION) stay outside;
+    * explicit=True (the caller passed `env=` to start_kernel and chose every variable): all of `env`.
+    """
     bin_dirs = [os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]
-    kept.update({"PATH": ":".join(dict.fromkeys(bin_dirs)), "HOME": home,
-                 "MPLCONFIGDIR": f"{home}/.config/matplotlib", "PYTHONNOUSERSITE": "1",
-                 "PYTHONDONTWRITEBYTECODE": "1"})
-    if "JPY_PARENT_PID" in env:
-        kept["JPY_PARENT_PID"] = env["JPY_PARENT_PID"]
-    return kept
+    result = {"PATH": ":".join(dict.fromkeys(bin_dirs)), "HOME": home,
+              "MPLCONFIGDIR": f"{home}/.config/matplotlib", "PYTHONNOUSERSITE": "1",
+              "PYTHONDONTWRITEBYTECODE": "1"}
+    if explicit:
+        result.update(env)
+    else:
+        result.update({k: v for k, v in env.items()
+                       if any(fnmatch.fnmatchcase(k, pat) for pat in spec.env_passthrough)})
+    return result
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -400,7 +411,15 @@ os.execv(sys.argv[2], sys.argv[2:])
 
 def launcher_argv(kernel_cmd: list[str], *, uid: int | None, gid: int | None, limits: Limits | None,
                   cwd: Path | None = None, set_env: dict[str, str] | None = None) -> list[str]:
-    cfg = {"uid": uid, "gid": gid, "rlimits": limits.rlimits() if limits else {}, "set_env": set_env or {},
+    """The launcher command that runs `kernel_cmd` as `uid`/`gid` (None: as we are) under `limits`.
+
+    Without a uid of its own the kernel gets no RLIMIT_NPROC: the count would include every process of the
+    grader's user (the kernel could not even start its threads), and for root it is not enforced at all.
+    """
+    rlimits = limits.rlimits() if limits else {}
+    if uid is None:
+        rlimits.pop("RLIMIT_NPROC", None)
+    cfg = {"uid": uid, "gid": gid, "rlimits": rlimits, "set_env": set_env or {},
            "cwd": str(cwd) if cwd else None}
     return [sys.executable, "-I", "-S", "-c", LAUNCHER, json.dumps(cfg), *kernel_cmd]
 

@@ -182,14 +182,17 @@ class KernelSession:
                     self.kill()
                     break
             if not got_reply:
+                # Once the kernel is idle only the reply is missing: wait on it rather than poll iopub.
                 try:
-                    reply = kc.get_shell_msg(timeout=0)
+                    reply = kc.get_shell_msg(timeout=min(0.5, max(0.0, deadline - now)) if got_idle else 0)
                     if reply["parent_header"].get("msg_id") == msg_id:
                         got_reply = True
                         if reply["content"].get("status") == "error":
                             result.status = "error"
                 except queue.Empty:
                     pass
+                if got_idle:
+                    continue
             try:
                 msg = kc.get_iopub_msg(timeout=0.05)
             except queue.Empty:

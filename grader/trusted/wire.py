@@ -70,7 +70,7 @@ class _Budget:
 
 def _npy_bytes(array: np.ndarray) -> str:
     buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    np.save(buffer, np.asarray(array), allow_pickle=False)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -237,7 +237,7 @@ def __workbook_bridge_make():
 
     def npy(a):
         buffer = io.BytesIO()
-        _np.save(buffer, _np.ascontiguousarray(_np.asarray(a)), allow_pickle=False)
+        _np.save(buffer, _np.asarray(a), allow_pickle=False)
         return base64.b64encode(buffer.getvalue()).decode("ascii")
 
     def handle(v):
