@@ -3,7 +3,7 @@
 A *secret line* is a line of a source notebook that stands only inside a solution region
 (``### BEGIN SOLUTION`` … ``### END SOLUTION``) or a hidden-test region, and nowhere else in the source.
 A release leaks when it contains a marker, an import of the grader's hidden-test machinery, or any
-secret line of 8 or more significant characters.
+secret line of 8 or more significant characters (import lines and comments are not secrets).
 """
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ def secret_lines(source_nb: nbformat.NotebookNode) -> set[str]:
             ins, outs = ins or cell.source.splitlines(), []
         inside.update(_norm(l) for l in ins)
         outside.update(_norm(l) for l in outs)
-    significant = {l for l in inside if len(l.replace(" ", "")) >= MIN_SIGNIFICANT and not l.startswith("#")}
+    significant = {l for l in inside if len(l.replace(" ", "")) >= MIN_SIGNIFICANT
+                   and not l.startswith(("#", "import ", "from "))}
     return significant - outside
 
 
@@ -78,3 +79,24 @@ def scan_release(source_path: Path, release_path: Path) -> list[str]:
     """Leaks of ``source_path``'s secrets into ``release_path``; an empty list means clean."""
     return scan_notebook(nbformat.read(str(source_path), as_version=4),
                          nbformat.read(str(release_path), as_version=4), str(release_path))
+
+
+def solution_runs(text: str, secrets: set[str], min_run: int = 3) -> list[list[str]]:
+    """Runs of ``min_run`` or more consecutive secret lines in ``text`` (blank lines ignored).
+
+    Used on the student package, which shares boilerplate lines (``N, C, H, W = x.shape``) with the
+    solutions by nature: a single shared line is no leak, a run of solution lines is.
+    """
+    runs, run = [], []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if _norm(line) in secrets:
+            run.append(line.strip())
+            continue
+        if len(run) >= min_run:
+            runs.append(run)
+        run = []
+    if len(run) >= min_run:
+        runs.append(run)
+    return runs

@@ -6,7 +6,7 @@ import pytest
 
 from grader import cells
 from grader.course import REPO_ROOT, Course
-from grader.leaks import scan_release, secret_lines
+from grader.leaks import scan_release, secret_lines, solution_runs
 from grader.release import stale
 
 COURSE = Course.at(REPO_ROOT)
@@ -51,5 +51,11 @@ def test_student_package_holds_no_solution_or_hidden_test():
         text = path.read_text()
         assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text, path
         assert "import grader" not in text and "from grader" not in text, f"{path}: must not depend on the grader"
-        for line in text.splitlines():
-            assert " ".join(line.split()) not in secrets, f"{path}: holds the solution line {line.strip()!r}"
+        assert solution_runs(text, secrets) == [], f"{path}: holds solution code"
+
+
+def test_solution_runs_finds_copied_solution_code_but_not_boilerplate():
+    secrets = {"N, C, H, W = x.shape", "out = np.zeros((N, F, H_out, W_out))", "out[n, f, i, j] = np.sum(window * w[f])"}
+    assert solution_runs("def f(x):\n    N, C, H, W = x.shape\n    return N\n", secrets) == []
+    copied = "    N, C, H, W = x.shape\n\n    out = np.zeros((N, F, H_out, W_out))\n    out[n, f, i, j] = np.sum(window * w[f])\n"
+    assert solution_runs(copied, secrets) == [sorted(secrets, key=copied.index)]

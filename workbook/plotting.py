@@ -119,17 +119,18 @@ def show_conv_demo(x, w, b, out, conv_param, *, n: int = 0, f: int = 0, row: int
     Returns the matplotlib Figure.
     """
     x, w, b, out = (np.asarray(a) for a in (x, w, b, out))
-    stride, pad = conv_param["stride"], conv_param["pad"]
+    stride = conv_param["stride"]
+    pad = conv_param["pad"]
     _, C, H, W = x.shape
-    F, _, HH, WW = w.shape
+    K, HH, WW = w.shape[0], w.shape[2], w.shape[3]   # K filters of HH x WW
     padded_h, padded_w = H + 2 * pad, W + 2 * pad
-    rows = max(C, F)
+    rows = max(C, K)
     tallest = max(padded_h, HH, out.shape[2])
-    widths = [padded_w] + [WW] * F + [out.shape[3]]
+    widths = [padded_w] + [WW] * K + [out.shape[3]]
     cell = 0.36  # inches
-    fig, axes = plt.subplots(rows, F + 2, figsize=(cell * (sum(widths) + 2.4 * (F + 2)),
+    fig, axes = plt.subplots(rows, K + 2, figsize=(cell * (sum(widths) + 2.4 * (K + 2)),
                                                    cell * (tallest + 2.6) * rows + 0.5),
-                             gridspec_kw={"width_ratios": [padded_w + 0.4] + [WW + 0.4] * F + [out.shape[3] + 0.4]},
+                             gridspec_kw={"width_ratios": [padded_w + 0.4] + [WW + 0.4] * K + [out.shape[3] + 0.4]},
                              squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
@@ -140,14 +141,14 @@ def show_conv_demo(x, w, b, out, conv_param, *, n: int = 0, f: int = 0, row: int
         shown[pad:pad + H, pad:pad + W] = x[n, c]
         draw_grid(axes[c, 0], shown, border=pad, title=f"x[{n}, {c}] (padded)",
                   windows=[Window(top, left, HH, WW, color)])
-    for k in range(F):
+    for k in range(K):
         for c in range(C):
             draw_grid(axes[c, 1 + k], w[k, c], title=f"w[{k}, {c}]",
                       windows=[Window(0, 0, HH, WW, color)] if k == f else ())
         axes[C - 1, 1 + k].text(WW / 2, HH + 0.6, f"b[{k}] = {_format(b[k], '{:g}')}", ha="center", va="top",
                                 fontsize=10, color=color if k == f else "black")
-    for k in range(F):
-        draw_grid(axes[k, F + 1], out[n, k], title=f"out[{n}, {k}]",
+    for k in range(K):
+        draw_grid(axes[k, K + 1], out[n, k], title=f"out[{n}, {k}]",
                   windows=[Window(row, col, 1, 1, color)] if k == f else ())
     # The same scale on every panel, so a cell is as big in a filter as in the input.
     for ax_row in axes:
