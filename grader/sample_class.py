@@ -44,6 +44,12 @@ CLASSIC_BUGS: dict[str, Bug] = {
     "03_conv_backward": Bug("conv_backward_naive", "dx_pad[n, :, top:top + HH, left:left + WW] += g * w[f]",
                             "dx_pad[n, :, top:top + HH, left:left + WW] = g * w[f]",
                             "dx is assigned with = instead of accumulated with +="),
+    "05_pooling": Bug("max_pool_backward_naive", "dx[tap] += np.where(switch, dout, 0)",
+                      "dx[tap] = np.where(switch, dout, 0)",
+                      "the max-pool gradient is assigned with = instead of accumulated with +="),
+    "06_1x1_and_dilated": Bug("receptive_field", "size += dilation * (filter_size - 1) * jump",
+                              "size += dilation * (filter_size - 1)",
+                              "the receptive field ignores the stride of earlier layers"),
 }
 
 STUDENTS = {
