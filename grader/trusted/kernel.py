@@ -20,7 +20,12 @@ Use::
     km.kill_hard()      # whatever the kernel ignores
     km.shutdown_kernel(now=True)
 
-or ``NotebookClient(nb, km=AsyncSandboxedKernelManager(sandbox_spec=...))``.
+or ``NotebookClient(nb, km=AsyncSandboxedKernelManager(sandbox_spec=...))``. Prefer the async manager with
+nbclient: nbclient drives a blocking manager through jupyter_core's thread runner, and when such a kernel
+fails to start, nbclient's clean-up at interpreter exit waits for a runner that exit has already stopped.
+
+An ``env=`` passed to ``start_kernel`` is used as given (it is the caller's deliberate choice); without one,
+only the ``SandboxSpec.env_passthrough`` variables of the grader's environment reach the kernel.
 """
 from __future__ import annotations
 

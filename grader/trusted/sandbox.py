@@ -293,7 +293,8 @@ def bwrap_args(spec: SandboxSpec, *, rw_paths: list[Path], keep_setid_caps: bool
         args += [*_dirs_for(path, made), "--ro-bind", str(path), str(path)]
     for path in [spec.workdir, *rw_paths]:
         args += [*_dirs_for(path, made), "--bind", str(path), str(path)]
-    # No --chdir: bwrap would enter the workdir without capabilities, before the launcher becomes its owner.
+    # Not --chdir workdir: bwrap would enter it as capability-less root, before the launcher becomes its owner
+    # (the launcher enters it then).
     args += ["--chdir", "/", "--cap-drop", "ALL"]
     if keep_setid_caps:
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
