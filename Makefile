@@ -49,6 +49,7 @@ $(VENV)/.torch: | $(INSTALLED)
 
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set on some machines and slow numpy's BLAS: unset for the bench only.
 bench: $(INSTALLED) $(VENV)/.torch
+	@test -z "$$OPENBLAS_CORETYPE$$OPENBLAS_L2_SIZE" || echo "make bench: running with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (were '$$OPENBLAS_CORETYPE' '$$OPENBLAS_L2_SIZE')"
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python bench/conv_speed.py
 
 clean-demo:

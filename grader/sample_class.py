@@ -44,6 +44,8 @@ CLASSIC_BUGS: dict[str, Bug] = {
     "03_conv_backward": Bug("conv_backward_naive", "dx_pad[n, :, top:top + HH, left:left + WW] += g * w[f]",
                             "dx_pad[n, :, top:top + HH, left:left + WW] = g * w[f]",
                             "dx is assigned with = instead of accumulated with +="),
+    "04_im2col": Bug("col2im", "x_pad[:, :, rows, columns] += cols6", "x_pad[:, :, rows, columns] = cols6",
+                     "col2im overwrites instead of adding where windows overlap"),
     "05_pooling": Bug("max_pool_backward_naive", "dx[tap] += np.where(switch, dout, 0)",
                       "dx[tap] = np.where(switch, dout, 0)",
                       "the max-pool gradient is assigned with = instead of accumulated with +="),

@@ -79,3 +79,25 @@ def test_oracles_agree_with_each_other(torch):
         np.testing.assert_allclose(out, t_out, rtol=1e-10, atol=1e-10)
         for g, e in zip(scipy_conv_backward(dout, x, w, stride, pad, dilation), (t_dx, t_dw, t_db)):
             np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.skipif("04_im2col" not in HAVE, reason="04 not written yet")
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+def test_fast_conv_in_many_bands_matches_torch(torch, dtype, rtol):
+    """The fast im2col conv builds its columns in bands of output rows; force many bands and compare."""
+    ref = reference("04_im2col")
+    forward = ref.mutant("conv_forward_im2col", "(8 << 20)", "300")
+    backward = ref.mutant("conv_backward_im2col", "(8 << 20)", "300")
+    rng = np.random.default_rng(104)
+    x = rng.standard_normal((2, 3, 13, 11)).astype(dtype)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    for stride, pad in [(1, 1), (2, 1)]:
+        out, cache = forward(x, w, b, {"stride": stride, "pad": pad})
+        assert out.dtype == dtype
+        dout = rng.standard_normal(out.shape).astype(dtype)
+        t_out, t_dx, t_dw, t_db = torch_conv(torch, x, w, b, dout, stride, pad)
+        np.testing.assert_allclose(out, t_out, rtol=rtol, atol=rtol)
+        for g, e in zip(backward(dout, cache), (t_dx, t_dw, t_db)):
+            assert g.dtype == dtype
+            np.testing.assert_allclose(g, e, rtol=rtol, atol=rtol * 10)
