@@ -18,27 +18,16 @@ from . import cells
 from .autograde import autograde
 from .course import Course, CourseError
 from .scores import read_scores
+from .trusted.grading import CellResult
 
 SELF = "self"
-
-
-@dataclass
-class QuestionResult:
-    grade_id: str
-    score: float
-    max_score: float
-    message: str = ""
-
-    @property
-    def passed(self) -> bool:
-        return self.score >= self.max_score
 
 
 @dataclass
 class CheckResult:
     notebook: Path
     assignment: str
-    questions: list[QuestionResult] = field(default_factory=list)
+    questions: list[CellResult] = field(default_factory=list)
     problem: str = ""
     notes: list[str] = field(default_factory=list)
     sandbox: str = ""
@@ -117,6 +106,6 @@ def check_notebook(notebook: Path, assignment: str | None = None, course: Course
         table = read_scores(scratch, [assignment], [SELF])
         messages = failure_messages(scratch.autograded / SELF / assignment / source.name)
         for q in table.questions:
-            result.questions.append(QuestionResult(q.grade_id, table.score(SELF, q) or 0.0, q.max_score,
+            result.questions.append(CellResult(q.grade_id, table.score(SELF, q) or 0.0, q.max_score,
                                                    messages.get(q.grade_id, "")))
     return result

@@ -12,16 +12,16 @@ from grader.release import release
 ASSIGNMENT = "00_toy"
 
 
-def _meta(**fields) -> dict:
+def nbgrader_meta(**fields) -> dict:
     return {"nbgrader": dict(schema_version=3, **fields)}
 
 
 def solution_cell(grade_id: str, source: str):
-    return nbformat.v4.new_code_cell(source, metadata=_meta(solution=True, grade=False, locked=False, grade_id=grade_id))
+    return nbformat.v4.new_code_cell(source, metadata=nbgrader_meta(solution=True, grade=False, locked=False, grade_id=grade_id))
 
 
 def graded_cell(grade_id: str, points: int, source: str):
-    return nbformat.v4.new_code_cell(source, metadata=_meta(solution=False, grade=True, locked=True, points=points,
+    return nbformat.v4.new_code_cell(source, metadata=nbgrader_meta(solution=False, grade=True, locked=True, points=points,
                                                             grade_id=grade_id))
 
 

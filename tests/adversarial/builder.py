@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import nbformat
 
 from grader import cells
+from grader.sample_class import student_code
 from grader.leaks import split_regions
 
 
@@ -39,11 +40,6 @@ def _solution_ids(nb) -> list[str]:
 
 def _cell(nb, grade_id: str):
     return next(c for c in nb.cells if cells.grade_id(c) == grade_id)
-
-
-def _strip_markers(source: str) -> str:
-    return "\n".join(line for line in source.splitlines()
-                     if line.strip() not in (cells.BEGIN_SOLUTION, cells.END_SOLUTION))
 
 
 def _defined(source: str) -> set[str]:
@@ -81,7 +77,7 @@ def fill(release_nb, source_nb, how: str) -> nbformat.NotebookNode:
     if how == "missing":
         return nb
     for gid in _solution_ids(nb):
-        source = _strip_markers(_cell(source_nb, gid).source)
+        source = student_code(_cell(source_nb, gid).source)
         if how == "wrong":
             source += "\n" + "".join(f"\n{name} = _shifted({name})" for name in sorted(_defined(source)))
             source = WRONG_HELPER + "\n" + source
@@ -244,7 +240,7 @@ RESOURCE = {
 
 def honest_answers(source_nb) -> str:
     """Python source defining every solution function (what the network attack's server hands out)."""
-    return "\n\n".join(_strip_markers(_cell(source_nb, gid).source) for gid in _solution_ids(source_nb))
+    return "\n\n".join(student_code(_cell(source_nb, gid).source) for gid in _solution_ids(source_nb))
 
 
 def build_corpus(release_nb, source_nb, *, port: int) -> list[Submission]:

@@ -10,6 +10,7 @@ import nbformat
 
 from grader.course import REPO_ROOT, Course
 from grader.release import release
+from toycourse import graded_cell, nbgrader_meta, solution_cell
 
 ASSIGNMENT = "01_relu"
 NOTEBOOK = "relu.ipynb"
@@ -24,23 +25,16 @@ c.TrustedExecute.sandbox = {sandbox!r}
 c.ImportAudit.default_allowed = ["numpy", "math"]
 """
 STOCK_CONFIG = """
+# Stock nbgrader: undo the course's trusted configuration (nbgrader's own defaults).
+from nbgrader.converters import Autograde as _Autograde
+from nbgrader.preprocessors import OverwriteCells as _OverwriteCells
+c.Autograde.autograde_preprocessors = _Autograde.class_traits()["autograde_preprocessors"].default()
+c.OverwriteCells.add_missing_cells = _OverwriteCells.class_traits()["add_missing_cells"].default()
 c.Execute.timeout = {timeout}
 c.ExecutePreprocessor.timeout = {timeout}
 """
 
 
-def _meta(**fields) -> dict:
-    return {"nbgrader": dict(schema_version=3, **fields)}
-
-
-def _solution(grade_id: str, source: str):
-    return nbformat.v4.new_code_cell(source, metadata=_meta(solution=True, grade=False, locked=False,
-                                                            grade_id=grade_id))
-
-
-def _test(grade_id: str, points: int, source: str):
-    return nbformat.v4.new_code_cell(source, metadata=_meta(solution=False, grade=True, locked=True, points=points,
-                                                            grade_id=grade_id))
 
 
 def relu_notebook() -> nbformat.NotebookNode:
@@ -50,11 +44,11 @@ def relu_notebook() -> nbformat.NotebookNode:
     nb.cells = [
         nbformat.v4.new_markdown_cell("# ReLU\n**Points: 6**"),
         nbformat.v4.new_code_cell("import numpy as np\nfrom workbook.checks import check_array, check_equal",
-                                  metadata=_meta(solution=False, grade=False, locked=True, grade_id="setup")),
-        _solution("relu_forward",
+                                  metadata=nbgrader_meta(solution=False, grade=False, locked=True, grade_id="setup")),
+        solution_cell("relu_forward",
                   'def relu_forward(x):\n    """out = max(0, x); cache = x."""\n    ### BEGIN SOLUTION\n'
                   '    out = np.maximum(x, 0)\n    cache = x\n    ### END SOLUTION\n    return out, cache'),
-        _test("test_relu_forward", 2,
+        graded_cell("test_relu_forward", 2,
               "out, _ = relu_forward(np.array([[-1.0, 2.0]]))\n"
               "check_array('out', out, np.array([[0.0, 2.0]]))\n"
               "### BEGIN HIDDEN TESTS\n"
@@ -65,10 +59,10 @@ def relu_notebook() -> nbformat.NotebookNode:
               "check_function('relu_forward', relu_forward, ref.relu_forward, cases, outputs=('out', None),\n"
               "               rtol=1e-12, atol=0, mistakes={'the sign is flipped': lambda x: ref.relu_forward(-x)})\n"
               "### END HIDDEN TESTS"),
-        _solution("relu_backward",
+        solution_cell("relu_backward",
                   'def relu_backward(dout, cache):\n    """dx = dout where x > 0."""\n    ### BEGIN SOLUTION\n'
                   '    dx = dout * (cache > 0)\n    ### END SOLUTION\n    return dx'),
-        _test("test_relu_backward", 3,
+        graded_cell("test_relu_backward", 3,
               "x = np.array([-1.0, 3.0, 0.5])\n"
               "_, cache = relu_forward(x)\n"
               "check_array('dx', relu_backward(np.ones(3), cache), np.array([0.0, 1.0, 1.0]))\n"
@@ -78,10 +72,10 @@ def relu_notebook() -> nbformat.NotebookNode:
               "_, cache = relu_forward(x)\n"
               "check_array('dx', relu_backward(dout, cache), dout * (x > 0), rtol=1e-12, atol=0)\n"
               "### END HIDDEN TESTS"),
-        _solution("count_positive",
+        solution_cell("count_positive",
                   'def count_positive(x):\n    """The number of entries of x above 0, an int."""\n'
                   '    ### BEGIN SOLUTION\n    return int(np.sum(x > 0))\n    ### END SOLUTION'),
-        _test("test_count_positive", 1,
+        graded_cell("test_count_positive", 1,
               "check_equal('count', count_positive(np.array([1.0, -2.0, 3.0])), 2)\n"
               "### BEGIN HIDDEN TESTS\n"
               "rng = np.random.default_rng(2)\n"
