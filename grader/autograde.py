@@ -29,7 +29,8 @@ class Outcome:
         """What the instructor should know about this submission beyond its score."""
         notes = []
         if self.summary.get("degraded"):
-            notes.append(f"DEGRADED SANDBOX: {self.summary.get('sandbox_message', '')}")
+            message = self.summary.get("sandbox_message", "")
+            notes.append(message if message.startswith("DEGRADED") else f"DEGRADED SANDBOX: {message}")
         if self.summary.get("restarts"):
             notes.append(f"the kernel was restarted {self.summary['restarts']} time(s): "
                          + "; ".join(str(e) for e in self.summary.get("events", []))[:300])

@@ -27,10 +27,22 @@ def cmd_release(args) -> int:
     return 0
 
 
+def _announce_sandbox() -> None:
+    """Say once, before grading, where student code will run (loudly when the sandbox is degraded)."""
+    from .trusted.sandbox import SandboxError, sandbox_status
+
+    try:
+        mode, message = sandbox_status(os.environ.get("WORKBOOK_SANDBOX", "auto"))
+    except SandboxError as err:
+        raise CourseError(str(err)) from None
+    print(message if mode == "bwrap" else f"WARNING: {message}", file=sys.stdout if mode == "bwrap" else sys.stderr)
+
+
 def cmd_autograde(args) -> int:
     from .autograde import autograde
 
     course = _course(args)
+    _announce_sandbox()
     report = autograde(course, args.assignments or None, args.student or None)
     if report.failures:
         print(f"\n{len(report.failures)} submission(s) could not be graded; every other submission was.",
@@ -84,7 +96,8 @@ def cmd_demo(args) -> int:
     sample_class.build(course)
     for student, what in sample_class.STUDENTS.items():
         print(f"    {student:18s} {what}")
-    print("3/5 autograding every submission with nbgrader")
+    print("3/5 autograding every submission with nbgrader, through the trusted grader")
+    _announce_sandbox()
     report = autograde(course, students=list(sample_class.STUDENTS))
     print("4/5 generating feedback")
     pages = feedback(course, students=list(sample_class.STUDENTS), log=lambda *_: None)
