@@ -58,6 +58,9 @@ def test_hidden_tests_name_the_classic_bug(assignment):
                     failures[cells.grade_id(cell)] = str(failure)
                 continue
             exec(source, namespace)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
     assert failures, f"{assignment}: no hidden test fails with the classic bug {bug.description!r}"
     named = [m for m in failures.values() if "This is exactly what you get when" in m]
     assert named, f"{assignment}: the hidden tests fail but name no known mistake:\n" + "\n".join(failures.values())
