@@ -112,3 +112,34 @@ def test_receptive_field_matches_brute_force():
     for depth in range(1, 4):
         for layers in itertools.product(layer_kinds, repeat=depth):
             assert ref.receptive_field(list(layers)) == _brute_force_receptive_field(layers), layers
+
+
+@pytest.mark.skipif("05_pooling" not in HAVE, reason="05_pooling not written yet")
+@pytest.mark.parametrize("stride", [1, 2])
+def test_max_pool_ties_go_where_torch_sends_them(torch, stride):
+    """The notebook's tie rule (first maximum in row-major order) is the one torch's CPU max_pool2d follows."""
+    ref = reference("05_pooling")
+    rng = np.random.default_rng(206)
+    x = rng.integers(0, 3, size=(2, 2, 7, 7)).astype(float)   # many ties
+    p = {"pool_height": 3, "pool_width": 3, "stride": stride}
+    out, cache = ref.max_pool_forward_naive(x, dict(p))
+    dout = rng.standard_normal(out.shape)
+    tx = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.max_pool2d(tx, 3, stride).backward(torch.tensor(dout))
+    np.testing.assert_allclose(ref.max_pool_backward_naive(dout, cache), tx.grad.numpy(), rtol=1e-12, atol=0)
+
+
+@pytest.mark.skipif("05_pooling" not in HAVE, reason="05_pooling not written yet")
+def test_l2_pool_gradient_at_an_all_zero_window_matches_torch_vector_norm(torch):
+    ref = reference("05_pooling")
+    rng = np.random.default_rng(207)
+    x = rng.standard_normal((1, 1, 4, 4))
+    x[0, 0, :2, :2] = 0.0                                       # one all-zero window
+    p = {"pool_height": 2, "pool_width": 2, "stride": 2}
+    out, cache = ref.l2_pool_forward_naive(x, dict(p))
+    dout = rng.standard_normal(out.shape)
+    tx = torch.tensor(x, requires_grad=True)
+    windows = tx.unfold(2, 2, 2).unfold(3, 2, 2)                # (1, 1, 2, 2, 2, 2)
+    torch.linalg.vector_norm(windows, dim=(-2, -1)).backward(torch.tensor(dout))
+    np.testing.assert_allclose(ref.l2_pool_backward_naive(dout, cache), tx.grad.numpy(), rtol=1e-12, atol=0)
+    assert not tx.grad[0, 0, :2, :2].any()
