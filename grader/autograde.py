@@ -1,7 +1,8 @@
-"""``grader autograde`` and ``grader feedback``: nbgrader's steps, one submission at a time.
+"""``grader autograde`` and ``grader feedback``: nbgrader's steps over a class.
 
 A submission that nbgrader cannot grade (a broken notebook, a kernel that never starts) is reported by
-name and costs no other student anything: see :func:`autograde`. Submissions are read, never modified: nbgrader works on a copy in ``autograded/``.
+name and costs no other student anything: see :func:`autograde`. Submissions are read, never modified:
+nbgrader works on a copy in ``autograded/``.
 """
 from __future__ import annotations
 

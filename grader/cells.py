@@ -45,5 +45,13 @@ def test_cells(nb: nbformat.NotebookNode) -> Iterator[Any]:
     return (c for c in nb.cells if is_test(c))
 
 
+def error_message(cell: Any) -> str:
+    """``"ename: evalue"`` of the first error a code cell's outputs hold, or "" when it raised nothing."""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            return f"{output.get('ename')}: {output.get('evalue')}".strip()
+    return ""
+
+
 def read(path) -> nbformat.NotebookNode:
     return nbformat.read(str(path), as_version=4)

@@ -63,14 +63,8 @@ class CheckResult:
 
 def failure_messages(autograded: Path) -> dict[str, str]:
     """grade_id -> the error a graded cell raised in the autograded notebook."""
-    messages = {}
-    for cell in cells.read(autograded).cells:
-        if not cells.is_grade(cell) or cell.cell_type != "code":
-            continue
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                messages[cells.grade_id(cell)] = f"{output.get('ename')}: {output.get('evalue')}".strip()
-    return messages
+    return {cells.grade_id(cell): cells.error_message(cell) for cell in cells.read(autograded).cells
+            if cells.is_grade(cell) and cell.cell_type == "code" and cells.error_message(cell)}
 
 
 def check_notebook(notebook: Path, assignment: str | None = None, course: Course | None = None) -> CheckResult:
@@ -107,5 +101,5 @@ def check_notebook(notebook: Path, assignment: str | None = None, course: Course
         messages = failure_messages(scratch.autograded / SELF / assignment / source.name)
         for q in table.questions:
             result.questions.append(CellResult(q.grade_id, table.score(SELF, q) or 0.0, q.max_score,
-                                                   messages.get(q.grade_id, "")))
+                                               messages.get(q.grade_id, "")))
     return result

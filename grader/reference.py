@@ -66,7 +66,7 @@ class Reference(types.SimpleNamespace):
         return namespace[function]
 
 
-def _python_lines(source: str) -> str:
+def python_lines(source: str) -> str:
     """Cell source without IPython-only lines (magics and shell escapes)."""
     return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
 
@@ -109,7 +109,7 @@ def _load(assignment: str, notebook: Path) -> Reference:
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code" or cells.is_test(cell) or SKIP_TAG in cell.metadata.get("tags", []):
                 continue
-            source = _python_lines(cell.source)
+            source = python_lines(cell.source)
             try:
                 tree = ast.parse(source, filename=f"{notebook} cell {index}")
                 sources.update(_function_sources(tree, source))

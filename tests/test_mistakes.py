@@ -13,6 +13,7 @@ import pytest
 
 from grader import cells
 from grader.course import REPO_ROOT, Course
+from grader.reference import python_lines
 from grader.sample_class import CLASSIC_BUGS, student_code
 from workbook.checks import CheckFailure
 
@@ -45,7 +46,7 @@ def test_hidden_tests_name_the_classic_bug(assignment):
         for cell in nb.cells:
             if cell.cell_type != "code" or "skip-reference" in cell.metadata.get("tags", []):
                 continue
-            source = "\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!")))
+            source = python_lines(cell.source)
             if cells.is_solution(cell):
                 source = student_code(source)
                 if cells.grade_id(cell) == bug.grade_id:

@@ -27,7 +27,7 @@ from traitlets import Dict, Enum, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .. import cells
-from ..reference import _python_lines
+from ..reference import python_lines
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def static_imports(nb, source_nb) -> list[Finding]:
     found = []
     for where, cell in student_cells(nb, source_nb):
         try:
-            tree = ast.parse(_python_lines(cell.source))
+            tree = ast.parse(python_lines(cell.source))
         except SyntaxError:
             continue
         for node in ast.walk(tree):

@@ -30,7 +30,7 @@ from nbformat import NotebookNode
 
 from .. import cells
 from ..leaks import split_regions
-from ..reference import _python_lines
+from ..reference import python_lines
 from . import wire
 from .audit import Finding, ImportAudit, student_cells
 from .kernels import sandbox_status
@@ -309,7 +309,7 @@ class GradingEngine:
             cell.outputs = [error_output("KernelUnavailable", f"this test could not run: {err}")]
             return
         before = self.modules if self.modules is not None else self._modules()
-        cell.outputs = self._run_trusted(_python_lines(cell.source), gid)
+        cell.outputs = self._run_trusted(python_lines(cell.source), gid)
         if self.cell_failure is not None and not any(o.output_type == "error" for o in cell.outputs):
             failure = self.cell_failure
             cell.outputs.append(error_output(type(failure).__name__, str(failure)))

@@ -100,13 +100,6 @@ def load_course_config(course: Course) -> Config:
         return Config()
 
 
-def _message(cell) -> str:
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "error":
-            return f"{output.get('ename')}: {output.get('evalue')}".strip()
-    return ""
-
-
 def grade_notebook(submission: str | Path, assignment: str, course: Course | None = None, *,
                    config: Config | None = None, workdir: Path | None = None, **options) -> GradingResult:
     """Grade one submitted notebook through the trusted path; the submission itself is only read.
@@ -150,7 +143,7 @@ def grade_notebook(submission: str | Path, assignment: str, course: Course | Non
             if cells.is_test(cell):
                 score, max_score = determine_grade(cell)
                 result.cells.append(CellResult(cells.grade_id(cell), float(score or 0), float(max_score),
-                                               _message(cell)))
+                                               cells.error_message(cell)))
         return result
     finally:
         if owned:

@@ -1,9 +1,8 @@
-"""Where the student's kernel comes from: the sandboxed kernel manager, or a plain one when it is missing.
+"""Where the student's kernel comes from: the sandboxed kernel manager.
 
 Everything that starts a kernel for grading goes through :func:`make_kernel_manager`, so the choice of
 sandbox is made in one place. The sandbox itself lives in ``grader.trusted.sandbox`` and
-``grader.trusted.kernel``; when those modules cannot be imported the grader still works, with no sandbox,
-and says so.
+``grader.trusted.kernel``.
 """
 from __future__ import annotations
 
@@ -11,20 +10,10 @@ import os
 import sys
 from pathlib import Path
 
-from jupyter_client import KernelManager
+from .kernel import SandboxedKernelManager
+from .sandbox import Limits, SandboxSpec, sandbox_status  # noqa: F401  (sandbox_status: re-exported)
 
 KERNEL_NAME = "python3"
-
-
-def sandbox_status(mode: str = "auto") -> tuple[str, str]:
-    """(effective mode, message) for ``mode``; "none" with a reason when the sandbox module is unavailable."""
-    try:
-        from .sandbox import sandbox_status as status
-    except ImportError as err:
-        if mode == "none":
-            return "none", "no sandbox (requested)"
-        return "none", f"DEGRADED: no sandbox, the sandbox module is not available ({err})"
-    return status(mode)
 
 
 def kernel_env(workdir: Path, execution: str) -> dict[str, str]:
@@ -45,25 +34,10 @@ def kernel_env(workdir: Path, execution: str) -> dict[str, str]:
     return env
 
 
-def make_kernel_manager(workdir: Path, mode: str = "auto", limits=None) -> KernelManager:
+def make_kernel_manager(workdir: Path, mode: str = "auto", limits=None) -> SandboxedKernelManager:
     """A kernel manager for one submission's kernel, confined to ``workdir`` by the sandbox in ``mode``.
 
     The returned manager has ``sandbox_mode`` ("bwrap", "rlimits" or "none") and ``kill_hard()``.
     """
-    try:
-        from .kernel import SandboxedKernelManager
-        from .sandbox import Limits, SandboxSpec
-    except ImportError:
-        km = KernelManager(kernel_name=KERNEL_NAME)
-        km.sandbox_mode = "none"  # type: ignore[attr-defined]
-        km.kill_hard = lambda: _kill_plain(km)  # type: ignore[attr-defined]
-        return km
     spec = SandboxSpec(workdir=Path(workdir), limits=limits or Limits(), mode=mode)
     return SandboxedKernelManager(kernel_name=KERNEL_NAME, sandbox_spec=spec)
-
-
-def _kill_plain(km: KernelManager) -> None:
-    try:
-        km.shutdown_kernel(now=True)
-    except Exception:  # the process is already gone: nothing left to kill
-        pass

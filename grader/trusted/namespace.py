@@ -20,7 +20,7 @@ from typing import Any, Iterable
 from nbformat import NotebookNode
 
 from .. import cells
-from ..reference import _python_lines
+from ..reference import python_lines
 from .wire import Handle
 
 BUILTIN_NAMES = frozenset(dir(builtins))
@@ -56,7 +56,7 @@ def instructor_imports(source_nb: NotebookNode) -> list[ast.stmt]:
         if cell.cell_type != "code" or cells.is_solution(cell) or cells.is_test(cell):
             continue
         try:
-            tree = ast.parse(_python_lines(cell.source))
+            tree = ast.parse(python_lines(cell.source))
         except SyntaxError:
             continue
         found += [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
