@@ -2,7 +2,7 @@
 
 The layers are the reference solutions of the source notebooks, loaded with ``grader.reference``:
 ``conv_forward_im2col`` / ``conv_backward_im2col`` and ``max_pool_forward_im2col`` /
-``max_pool_backward_im2col`` from ``04_im2col``, and ``conv_forward_dilated`` / ``conv_backward_dilated``
+``max_pool_backward_im2col`` from ``05_im2col``, and ``conv_forward_dilated`` / ``conv_backward_dilated``
 from ``06_1x1_and_dilated`` when that notebook exists. Each is first checked against
 ``torch.nn.functional`` (``assert_allclose`` with float32 or float64 tolerances), then timed against it.
 
@@ -199,7 +199,7 @@ def load_references():
     from grader.reference import reference
 
     course = Course.at(REPO)
-    ref = reference("04_im2col", course)
+    ref = reference("05_im2col", course)
     dilated, note = None, None
     candidates = [a for a in course.assignments() if a.startswith("06_")]
     if not candidates:

@@ -273,7 +273,7 @@ __all__ += ["conv_geometry_cases", "same_padding_cases", "conv_param_count_cases
             "depth_column_cases", "depth_slice_cases", "ZERO_PAD_SHAPES", "zero_pad_cases"]
 
 
-# --- 04_im2col: the column matrix, its adjoint, and the pooling backward pass ---------------------------
+# --- 05_im2col: the column matrix, its adjoint, and the pooling backward pass ---------------------------
 
 def im2col_cases(seed: int) -> list[Case]:
     """Cases ``(x, filter_h, filter_w, stride, pad)`` for ``im2col``: one per shape of CONV_SHAPES
@@ -323,7 +323,7 @@ def pool_backward_cases(seed: int, *, ties: bool = False) -> list[Case]:
 __all__ += ["im2col_cases", "col2im_cases", "pool_backward_cases"]
 
 
-# --- 05_pooling and 06_1x1_and_dilated: pooling edge cases, global pooling, receptive fields ------------
+# --- 04_pooling and 06_1x1_and_dilated: pooling edge cases, global pooling, receptive fields ------------
 
 def _with_dout(rng: np.random.Generator, x: np.ndarray, out_shape: tuple, pool_param: dict) -> Case:
     dout = rng.standard_normal(out_shape)
