@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from workbook.checks import CheckFailure, check_array
+from workbook.checks import CheckFailure, check_array, student_line
 
 from .reference import reference  # re-exported for hidden tests
 
@@ -51,7 +51,9 @@ def call_student(name: str, fn: Callable, case: Case) -> Any:
     except NotImplementedError:
         raise CheckFailure(f"{name} is not implemented yet (it raised NotImplementedError) for {case.label}") from None
     except Exception as err:
-        raise CheckFailure(f"{name} raised {type(err).__name__}: {err} for {case.label}") from err
+        where = student_line(err)
+        raise CheckFailure(f"{name} raised {type(err).__name__}: {err} for {case.label}"
+                           + (f"\n  ({where})" if where else "")) from err
 
 
 def _select(name: str, result: Any, outputs: str | Sequence[str | None], case: Case) -> dict[str, Any]:

@@ -13,7 +13,7 @@ red cell in JupyterLab and a failed grade cell in nbgrader.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -26,6 +26,8 @@ __all__ = [
     "check_true",
     "describe",
     "case_label",
+    "check_call",
+    "student_line",
 ]
 
 
@@ -83,8 +85,14 @@ def check_array(name: str, got: Any, expected: np.ndarray, *, rtol: float = 1e-6
     because nbgrader would read a numeric cell result as partial credit.
     """
     expected = np.asarray(expected)
+    if got is None:
+        raise _fail(name, case, "expected a numpy array, got None: the function returned nothing (is a `return` "
+                                "missing, or does it return only inside an `if`?)", hint)
     if not isinstance(got, np.ndarray):
         raise _fail(name, case, f"expected a numpy array, got {type(got).__name__} ({describe(got)})", hint)
+    if got.dtype.kind == "O" and got.size and all(v is None for v in got.flat):
+        raise _fail(name, case, "expected a numpy array of numbers, got an array of None: the function returned "
+                                "nothing where numbers were expected (is a `return` missing?)", hint)
     if got.dtype.kind not in "fiub":
         raise _fail(name, case, f"expected a numeric array, got dtype {got.dtype} "
                                 f"({_KIND_NAMES.get(got.dtype.kind, got.dtype.kind)})", hint)
@@ -131,6 +139,9 @@ def check_equal(name: str, got: Any, expected: Any, *, case: str | None = None, 
     is not a tuple.
     """
     ok = _same_kind(got, expected)
+    if got is None and expected is not None:
+        raise _fail(name, case, f"expected {type(expected).__name__} {expected!r}, got None: the function returned "
+                                f"nothing (is a `return` missing?)", hint)
     if not ok:
         raise _fail(name, case, f"expected {type(expected).__name__} {expected!r}, got {type(got).__name__} "
                                 f"{describe(got)}", hint)
@@ -183,3 +194,116 @@ def case_label(**values: Any) -> str:
         else:
             parts.append(f"{key}={value!r}")
     return ", ".join(parts)
+
+
+# -- calling the student's code ---------------------------------------------------------------------------------
+
+def _is_library_file(filename: str) -> bool:
+    """Frames of numpy, the standard library or this package are not the student's code."""
+    import os
+    import sys
+
+    if filename.startswith("<frozen") or filename == __file__:
+        return True
+    here = os.path.dirname(os.path.abspath(__file__))
+    roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, here)}
+    real = os.path.realpath(filename)
+    return any(real == r or real.startswith(r + os.sep) for r in roots)
+
+
+def student_line(err: BaseException) -> str | None:
+    """Where in the student's own code ``err`` was raised: ``"line 12: out[n] = ..."``, or None.
+
+    The innermost frame of the traceback that is not numpy, the standard library or this package: in a
+    notebook, a line of a cell. Exceptions that come back from the trusted grader's sandboxed kernel carry
+    that text in their ``student_line`` attribute instead.
+    """
+    import linecache
+    import traceback
+
+    carried = getattr(err, "student_line", None)
+    if isinstance(carried, str) and carried:
+        return carried
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if not _is_library_file(f.filename)]
+    if not frames:
+        return None
+    frame = frames[-1]
+    text = (frame.line or linecache.getline(frame.filename, frame.lineno)).strip()
+    where = f"in {frame.name}, line {frame.lineno}" if frame.name != "<module>" else f"line {frame.lineno}"
+    return f"{where}: {text}" if text else where
+
+
+def _returns_problem(result: Any, returns: Sequence[str]) -> str | None:
+    shown = ", ".join(returns)
+    if len(returns) == 1:
+        return "returned None (is a `return` missing?)" if result is None else None
+    if result is None:
+        return f"returned None; it should return a tuple ({shown}) (is a `return` missing?)"
+    if not isinstance(result, tuple):
+        return f"returned a {type(result).__name__}; it should return a tuple ({shown})"
+    if len(result) != len(returns):
+        return f"returned a tuple of {len(result)} values; it should return {len(returns)}: ({shown})"
+    return None
+
+
+def check_call(fn: Callable, *args, case: str | None = None, returns: Sequence[str] | None = None,
+               hint: str | None = None, **kwargs) -> Any:
+    """Call the student's ``fn(*args, **kwargs)`` and return what it returns.
+
+    When it raises, the check fails with a message that names the function, the exception, the case and the
+    line of the student's code that raised: ``conv_forward_naive raised IndexError: index 6 is out of bounds
+    for axis 0 with size 6 for x: (2, 3, 4, 4), stride 2 (in conv_forward_naive, line 31: window = ...)``.
+    A stub that still raises ``NotImplementedError`` is reported as not implemented yet. With ``returns``
+    (the names of the values it must return, e.g. ``("out", "cache")``), a result of the wrong form (None,
+    not a tuple, a tuple of the wrong length) fails the same way instead of failing later in the test.
+    ``hint`` is added to the message (say what the arguments are, e.g. the form of a cache).
+    """
+    name = getattr(fn, "__name__", None) or "the function"
+
+    def failure(problem: str, where: str | None = None) -> CheckFailure:
+        return CheckFailure(f"{name} {problem}{_where(case)}" + (f"\n  ({where})" if where else "")
+                            + (f"\n  Hint: {hint}" if hint else ""))
+
+    try:
+        result = fn(*args, **kwargs)
+    except NotImplementedError:
+        raise failure("is not implemented yet (it raised NotImplementedError): fill in its cell, run it, and run "
+                      "this test again") from None
+    except Exception as err:
+        raise failure(f"raised {type(err).__name__}: {err}", student_line(err)) from None
+    if returns is not None:
+        problem = _returns_problem(result, tuple(returns))
+        if problem:
+            raise failure(problem)
+    return result
+
+
+def _referenced_names(code) -> set[str]:
+    """Global and attribute names a code object (and every function nested in it) refers to."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _referenced_names(const)
+    return names
+
+
+def check_own_work(fn: Callable, forbidden: Iterable[str], *, quiet: bool = False) -> None:
+    """Check that ``fn`` does not use a given layer of :mod:`workbook.layers` that this notebook asks you to write.
+
+    ``forbidden`` are the names of the given layers that are this notebook's exercise (``conv_forward`` in
+    ``02_conv_forward``). The autograder enforces the same rule on the whole submission (the course's import
+    audit scores a notebook that uses them 0); this check tells you before you submit.
+    """
+    forbidden = set(forbidden)
+    name = getattr(fn, "__name__", "the function")
+    if getattr(fn, "__module__", None) == "workbook.layers":
+        raise CheckFailure(f"{name} is the workbook's given layer itself; this notebook asks you to write it")
+    code = getattr(fn, "__code__", None)
+    if code is None:  # not a plain Python function (in the autograder, the import audit checks this)
+        return
+    used = sorted(_referenced_names(code) & forbidden)
+    if used:
+        raise CheckFailure(f"{name} uses {', '.join(used)} from workbook.layers, the given layer that this "
+                           f"notebook asks you to write yourself; the autograder scores a notebook that uses it 0")
+    if not quiet:
+        print(f"✓ {name} is your own code (it uses no given layer that is this notebook's exercise)")

@@ -273,7 +273,7 @@ class KernelSession:
         reply = wire.parse_reply(result.payloads[0], self.options.max_call_bytes)
         if reply[0] == "raise":
             raise wire.rebuild_exception(reply[1] if len(reply) > 1 else "Exception",
-                                         reply[2] if len(reply) > 2 else "")
+                                         reply[2] if len(reply) > 2 else "", reply[3] if len(reply) > 3 else "")
         if len(reply) != 2:
             raise wire.WireError("the kernel's reply has an unknown form")
         return wire.decode(reply[1], self.options.max_call_bytes, self.generation), result.printed

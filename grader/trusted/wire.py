@@ -204,7 +204,7 @@ class StudentException(Exception):
     """An exception raised by student code in the kernel whose type is not a Python built-in."""
 
 
-def rebuild_exception(type_name: Any, message: Any) -> Exception:
+def rebuild_exception(type_name: Any, message: Any, student_line: Any = "") -> Exception:
     """The trusted twin of an exception raised in the kernel.
 
     Built-in exception types are rebuilt as themselves (a stub's ``NotImplementedError`` stays one, a
@@ -214,12 +214,15 @@ def rebuild_exception(type_name: Any, message: Any) -> Exception:
     name = str(type_name)[:80]
     text = str(message)[:MAX_MESSAGE_CHARS] or "(raised by the student's code without a message)"
     cls = getattr(builtins, name, None)
+    err: Exception = StudentException(f"{name}: {text}")
     if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == "builtins":
         try:
-            return cls(text)
+            err = cls(text)
         except Exception:  # a built-in with an unusual constructor (UnicodeDecodeError)
             pass
-    return StudentException(f"{name}: {text}")
+    if isinstance(student_line, str) and student_line:
+        err.student_line = student_line[:300]  # shown by workbook.checks.check_call; text only
+    return err
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -227,7 +230,7 @@ def rebuild_exception(type_name: Any, message: Any) -> Exception:
 # It is a convenience for the honest case, not a security boundary: the trusted side validates its output.
 KERNEL_SOURCE = r'''
 def __workbook_bridge_make():
-    import base64, io, json, sys
+    import base64, io, json, linecache, os, sys, traceback
     import numpy as _np
     from IPython import get_ipython
     from IPython.display import publish_display_data
@@ -287,6 +290,24 @@ def __workbook_bridge_make():
         if tag == "h": return table[e[1]]
         raise ValueError("unknown tag %%r" %% (tag,))
 
+    bridge_file = sys._getframe().f_code.co_filename
+    library = tuple(os.path.realpath(p) + os.sep for p in {sys.prefix, sys.base_prefix, sys.exec_prefix})
+
+    def where(err):
+        """The innermost line of the student's own code in the traceback (not numpy, not this bridge)."""
+        try:
+            frames = [f for f in traceback.extract_tb(err.__traceback__)
+                      if f.filename != bridge_file and not f.filename.startswith("<frozen")
+                      and not os.path.realpath(f.filename).startswith(library)]
+            if not frames:
+                return ""
+            f = frames[-1]
+            text = (f.line or linecache.getline(f.filename, f.lineno)).strip()
+            head = "line %%d" %% f.lineno if f.name == "<module>" else "in %%s, line %%d" %% (f.name, f.lineno)
+            return (head + ": " + text if text else head)[:300]
+        except Exception:
+            return ""
+
     def reply(payload):
         publish_display_data({MIME: json.dumps(payload)})
 
@@ -311,7 +332,7 @@ def __workbook_bridge_make():
                 table.clear()
                 reply(["ok", ["n"]])
         except BaseException as err:
-            reply(["raise", type(err).__name__, str(err)[:2000]])
+            reply(["raise", type(err).__name__, str(err)[:2000], where(err)])
 
     return serve
 
