@@ -9,11 +9,12 @@ INSTALLED := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: help demo test lab lab-solutions release bench clean-demo
+.PHONY: help demo test lint lab lab-solutions release bench clean-demo
 
 help:
 	@echo "make demo           release, grade the bundled sample class, print the score table"
 	@echo "make test           the whole test suite (nbval on the source notebooks included)"
+	@echo "make lint           ruff over grader/, workbook/, tests/, bench/ and the source notebooks"
 	@echo "make lab            JupyterLab on the student notebooks"
 	@echo "make lab-solutions  JupyterLab on the source notebooks (instructors)"
 	@echo "make release        regenerate notebooks/ from solutions/"
@@ -32,6 +33,10 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest --nbval-lax tests solutions
+
+# ruff reads the source notebooks itself (cell by cell, magics included); its settings are in pyproject.toml.
+lint: $(INSTALLED)
+	$(BIN)/ruff check
 
 lab: $(INSTALLED)
 	$(BIN)/jupyter lab --notebook-dir=notebooks

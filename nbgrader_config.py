@@ -43,3 +43,13 @@ c.TrustedExecute.sandbox = os.environ.get("WORKBOOK_SANDBOX", "auto")  # auto | 
 # feedback; "flag" keeps the score, "zero" sets the notebook's score to 0.
 c.ImportAudit.default_allowed = ["numpy", "math"]
 c.ImportAudit.policy = "flag"
+# The given layers (workbook.layers) that an assignment asks the student to write: a submission whose own code
+# uses one of them there scores 0 (c.ImportAudit.forbidden_policy = "zero"); later assignments use them freely.
+c.ImportAudit.forbidden = {
+    "02_conv_forward": ["conv_forward", "conv_backward"],
+    "03_conv_backward": ["conv_backward"],
+    "04_pooling": ["max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
+                   "global_avg_pool_forward", "global_avg_pool_backward"],
+    "05_im2col": ["conv_forward", "conv_backward", "max_pool_forward", "max_pool_backward"],
+    "06_1x1_and_dilated": ["conv_forward", "conv_backward"],
+}

@@ -15,7 +15,8 @@ from workbook.checks import case_label
 
 from .hidden import Case
 
-__all__ = ["ConvShape", "CONV_SHAPES", "conv_cases", "conv_backward_cases", "conv_input_size", "pool_cases"]
+__all__ = ["ConvShape", "CONV_SHAPES", "conv_cases", "conv_misfit_cases", "conv_backward_cases", "conv_input_size",
+           "pool_cases", "pool_misfit_cases"]
 
 
 class ConvShape(NamedTuple):
@@ -79,6 +80,29 @@ def conv_cases(seed: int, *, dilation: bool = False) -> list[Case]:
     return [_conv_case(rng, s, dilation) for s in shapes]
 
 
+MISFIT_SHAPES = [  # (N, C, H, W, F, HH, WW, stride, pad): the filters do not tile the padded input
+    (1, 1, 5, 5, 1, 3, 3, 3, 1),   # (5 + 2 - 3) / 3 + 1 = 2.33 in both directions
+    (2, 3, 6, 7, 2, 3, 3, 2, 0),   # the width fits, (7 - 3) / 2 + 1 = 3; the height does not, (6 - 3) / 2 + 1 = 2.5
+    (1, 2, 7, 6, 3, 3, 3, 2, 0),   # the height fits, the width does not
+    (1, 1, 2, 6, 1, 3, 3, 1, 0),   # the filter is taller than the image
+    (2, 1, 4, 4, 1, 5, 2, 1, 0),   # taller than the image, the width fits
+]
+
+
+def conv_misfit_cases(seed: int) -> list[Case]:
+    """Cases ``(x, w, b, conv_param)`` whose filters do not fit: a fractional output size, or filters larger
+    than the padded input, in one direction or both."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for N, C, H, W, F, HH, WW, stride, pad in MISFIT_SHAPES:
+        x = rng.standard_normal((N, C, H, W))
+        w = rng.standard_normal((F, C, HH, WW))
+        b = rng.standard_normal(F)
+        conv_param = {"stride": stride, "pad": pad}
+        cases.append(Case(case_label(x=x, w=w, b=b, conv_param=conv_param), (x, w, b, conv_param)))
+    return cases
+
+
 def conv_backward_cases(seed: int, *, dilation: bool = False) -> list[Case]:
     """Cases ``(dout, x, w, b, conv_param)``: a forward case plus a random upstream gradient."""
     rng = np.random.default_rng(seed)
@@ -100,6 +124,25 @@ POOL_SHAPES = [  # (N, C, H_out, W_out, pool_height, pool_width, stride)
 ]
 
 
+POOL_MISFIT_SHAPES = [  # (N, C, H, W, pool_height, pool_width, stride): the windows do not tile the input
+    (1, 2, 5, 4, 2, 2, 2),   # the height gives (5 - 2)/2 + 1 = 2.5 windows
+    (2, 1, 4, 7, 2, 2, 2),   # the width gives 3.5
+    (1, 1, 6, 6, 3, 3, 2),   # F=3, S=2 on 6 pixels: 2.5 in both directions
+    (1, 1, 4, 2, 3, 3, 1),   # a window wider than the input
+]
+
+
+def pool_misfit_cases(seed: int) -> list[Case]:
+    """Cases ``(x, pool_param)`` whose windows do not tile the input (a fraction, or a window too large)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for N, C, H, W, ph, pw, stride in POOL_MISFIT_SHAPES:
+        x = rng.standard_normal((N, C, H, W))
+        pool_param = {"pool_height": ph, "pool_width": pw, "stride": stride}
+        cases.append(Case(case_label(x=x, pool_param=pool_param), (x, pool_param)))
+    return cases
+
+
 def pool_cases(seed: int) -> list[Case]:
     """Cases ``(x, pool_param)`` for pooling; inputs are continuous random, so maxima are unique."""
     rng = np.random.default_rng(seed)
@@ -117,8 +160,8 @@ def pool_cases(seed: int) -> list[Case]:
 DX_STRIDE1_SHAPES = [  # stride 1 and pad <= min(HH, WW) - 1, so dout is zero-padded by HH-1-pad, WW-1-pad
     ConvShape(N=1, C=2, F=2, HH=3, WW=3, stride=1, pad=0, H_out=3, W_out=4),   # F == C: un-transposed filters still run
     ConvShape(N=2, C=3, F=4, HH=3, WW=3, stride=1, pad=1, H_out=5, W_out=6),   # 'same' padding, F != C
-    ConvShape(N=2, C=1, F=3, HH=5, WW=3, stride=1, pad=1, H_out=4, W_out=5),   # tall filter: dout padded 3 rows, 1 column
-    ConvShape(N=1, C=3, F=2, HH=2, WW=4, stride=1, pad=1, H_out=3, W_out=3),   # even, wide filter; pad == HH-1: no row pad
+    ConvShape(N=2, C=1, F=3, HH=5, WW=3, stride=1, pad=1, H_out=4, W_out=5),   # tall: dout padded 3 rows, 1 column
+    ConvShape(N=1, C=3, F=2, HH=2, WW=4, stride=1, pad=1, H_out=3, W_out=3),   # even, wide; pad == HH-1: no row pad
     ConvShape(N=3, C=2, F=1, HH=1, WW=1, stride=1, pad=0, H_out=2, W_out=3),   # 1x1 filter, F=1
 ]
 
@@ -417,7 +460,8 @@ __all__ += ["pool_edge_cases", "GLOBAL_POOL_SHAPES", "global_pool_cases", "RECEP
             "receptive_field_cases"]
 
 
-CONV1X1_SHAPES = [(2, 3, 4, 5, 6), (1, 1, 1, 3, 3), (3, 4, 2, 1, 7), (1, 5, 3, 2, 2), (2, 2, 5, 3, 1)]  # (N, C, F, H, W)
+# (N, C, F, H, W)
+CONV1X1_SHAPES = [(2, 3, 4, 5, 6), (1, 1, 1, 3, 3), (3, 4, 2, 1, 7), (1, 5, 3, 2, 2), (2, 2, 5, 3, 1)]
 
 
 def conv1x1_cases(seed: int) -> list[Case]:

@@ -3,7 +3,9 @@
 :func:`unbacked_numbers` lists the numbers in markdown prose (outside ``$…$`` math, ``code`` spans, HTML
 tags and link targets) that appear neither in any code cell's source nor in any output of the executed
 notebook. Integers below 10 are exempt (hyperparameters such as F=3, S=2 are inputs, not claims);
-decimals and larger integers are claims. ``55x55x96`` counts as three numbers, ``34,944`` as one.
+decimals and larger integers are claims. ``55x55x96`` counts as three numbers, ``34,944`` as one. Points are
+not claims about the material (tests/test_notebooks.py checks that they add up): ``**Points: N**`` and any
+parenthesis that speaks of points, "(3.5 points: 3 for the columns, ½ for the dtype)", are left out.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ _TAGS = re.compile(r"<[^>]+>")
 _LINK_TARGET = re.compile(r"\]\([^)]*\)")
 _HEADING_NUMBER = re.compile(r"^(#+\s*)(?:\d+(?:\.\d+)*\.?\s)", re.M)
 _TIMES = re.compile(r"(?<=\d)\s*[x×]\s*(?=\d)")
+_POINTS = re.compile(r"\*\*Points: [\d.]+\*\*|\([^()]*\bpoints?\b[^()]*\)")
 _NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?![\d])")
 
 
@@ -30,7 +33,7 @@ def _values(text: str) -> set[float]:
 
 def prose_numbers(markdown: str) -> list[str]:
     """The number tokens of a markdown cell that count as claims."""
-    text = _CODE.sub(" ", _MATH.sub(" ", markdown))
+    text = _POINTS.sub(" ", _CODE.sub(" ", _MATH.sub(" ", markdown)))
     text = _LINK_TARGET.sub("]", _TAGS.sub(" ", text))
     text = _TIMES.sub(" x ", _HEADING_NUMBER.sub(r"\1", text))
     claims = []

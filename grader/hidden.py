@@ -24,11 +24,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from workbook.checks import CheckFailure, check_array, student_line
+from workbook.checks import CheckFailure, check_array, describe, student_line
 
 from .reference import reference  # re-exported for hidden tests
 
-__all__ = ["Case", "reference", "check_function", "call_student", "CheckFailure"]
+__all__ = ["Case", "reference", "check_function", "check_cache", "check_raises_on", "check_dtype", "isolate",
+           "stand_in",
+           "call_student",
+           "CheckFailure"]
 
 
 @dataclass
@@ -116,3 +119,114 @@ def _diagnose(got, mistakes, case, outputs, rtol, atol) -> str | None:
         if _matches(got, candidate, rtol, atol):
             return description
     return None
+
+
+def isolate(student: Callable, **replacements: Callable) -> None:
+    """Grade ``student`` on its own: from here on, run it with its calls of earlier exercises' functions answered by
+    the reference (``isolate(depth_slice, neuron_output=ref.neuron_output)``), so a mistake in an earlier exercise
+    is not charged again here.
+
+    Put it in a hidden region at the top of the test cell, so the visible checks of the cell run isolated too. It
+    works in the trusted grader, where ``student`` is a proxy of the student's function; in the student's own
+    kernel (nbval, stock nbgrader) it leaves the function as it is.
+    """
+    from .trusted.namespace import StudentFunction
+
+    if isinstance(student, StudentFunction):
+        student.substitute(replacements)
+
+
+def stand_in(student: Callable, trusted: Callable) -> None:
+    """In the rest of this test cell, calls of ``student`` run ``trusted`` (the reference) instead.
+
+    For a test whose *visible* checks use an earlier exercise's function (an adjoint test calls ``im2col``): the
+    grader then checks this exercise on its own. Put it in a hidden region at the top of the test cell. In the
+    student's own kernel (nbval, stock nbgrader) it leaves the function as it is.
+    """
+    from .trusted.namespace import StudentFunction
+
+    if isinstance(student, StudentFunction):
+        student.stand_in(trusted)
+
+
+def check_raises_on(name: str, student: Callable, cases: Sequence[Case], exception: type[BaseException] = ValueError,
+                    *, match: str | None = None) -> None:
+    """Check that ``student`` raises ``exception`` on every case (inputs that break the contract)."""
+    for case in cases:
+        args, kwargs = case.fresh()
+        try:
+            result = student(*args, **kwargs)
+        except exception as err:
+            if match is not None and match.lower() not in str(err).lower():
+                raise CheckFailure(f"{name} raised {type(err).__name__} for {case.label}, as it should, but its "
+                                   f"message {str(err)!r} does not mention {match!r}") from None
+            continue
+        except NotImplementedError:
+            raise CheckFailure(f"{name} is not implemented yet (it raised NotImplementedError)") from None
+        except Exception as err:
+            where = student_line(err)
+            raise CheckFailure(f"{name} should raise {exception.__name__} for {case.label}, but it raised "
+                               f"{type(err).__name__}: {err}" + (f"\n  ({where})" if where else "")) from None
+        raise CheckFailure(f"{name} should raise {exception.__name__} for {case.label}, but it returned "
+                           f"{describe(result)}")
+    print(f"✓ {name} raises {exception.__name__} on {len(cases)} hidden cases that do not fit")
+
+
+def check_cache(name: str, student: Callable, cases: Sequence[Case], *, expected: Callable, position: int = 1) -> None:
+    """Check the cache a forward pass returns (element ``position`` of its result) against ``expected(*args)``.
+
+    ``expected`` returns the cache the contract describes, as a tuple of arrays, numbers, dicts and tuples; each
+    element is compared exactly (arrays with check_array, the rest with ==).
+    """
+    for case in cases:
+        result = call_student(name, student, case)
+        if not isinstance(result, tuple) or len(result) <= position:
+            raise CheckFailure(f"{name} should return a tuple whose element {position} is the cache, for {case.label}; "
+                               f"got {describe(result)}")
+        got = result[position]
+        args, kwargs = case.fresh()
+        want = expected(*args, **kwargs)
+        _compare_structure(f"{name}: cache", got, want, case.label)
+    print(f"✓ {name}'s cache holds what the contract says on {len(cases)} hidden cases")
+
+
+def _compare_structure(label: str, got: Any, want: Any, case: str) -> None:
+    if isinstance(want, tuple):
+        if not isinstance(got, tuple) or len(got) != len(want):
+            shown = "(" + ", ".join(describe(w) for w in want) + ")"
+            raise CheckFailure(f"{label} for {case}: expected a tuple of {len(want)}, {shown}; got {describe(got)}")
+        for index, (g, w) in enumerate(zip(got, want)):
+            _compare_structure(f"{label}[{index}]", g, w, case)
+    elif isinstance(want, np.ndarray):
+        check_array(label, got, want, rtol=0, atol=0, case=case, quiet=True)
+    elif got != want or type(got) is not type(want) and not (isinstance(want, int) and isinstance(got, int)):
+        raise CheckFailure(f"{label} for {case}: expected {want!r}, got {describe(got)}")
+
+
+def _cast_floats(value: Any, dtype) -> Any:
+    """``value`` with every floating-point array in it (tuples and lists included) cast to ``dtype``."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return value.astype(dtype)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_cast_floats(v, dtype) for v in value)
+    return value
+
+
+def check_dtype(name: str, student: Callable, cases: Sequence[Case], *, output: int | None = 0,
+                dtype=np.float32) -> None:
+    """Check that ``student`` keeps ``dtype``: every case's inputs are cast to it, and the output must have it.
+
+    ``output`` picks the element of a tuple result (None: the result itself).
+    """
+    for case in cases:
+        args, kwargs = case.fresh()
+        cast = _cast_floats(args, dtype)
+        labelled = Case(case.label + f", inputs {np.dtype(dtype).name}", cast, kwargs)
+        result = call_student(name, student, labelled)
+        value = result if output is None else (result[output] if isinstance(result, tuple) and len(result) > output
+                                                else None)
+        if not isinstance(value, np.ndarray) or value.dtype != dtype:
+            raise CheckFailure(f"{name} should return {np.dtype(dtype).name} for {labelled.label}, got "
+                               f"{describe(value)}" + ("\n  Allocate the output with dtype=x.dtype (np.zeros(shape) "
+                                                       "is float64)." if isinstance(value, np.ndarray) else ""))
+    print(f"✓ {name} keeps {np.dtype(dtype).name} on {len(cases)} hidden cases")

@@ -50,10 +50,10 @@ def secret_lines(source_nb: nbformat.NotebookNode) -> set[str]:
         ins, outs = split_regions(cell.source)
         if cells.is_solution(cell) and cell.cell_type == "markdown":
             ins, outs = ins or cell.source.splitlines(), []
-        inside.update(_norm(l) for l in ins)
-        outside.update(_norm(l) for l in outs)
-    significant = {l for l in inside if len(l.replace(" ", "")) >= MIN_SIGNIFICANT
-                   and not l.startswith(("#", "import ", "from "))}
+        inside.update(_norm(line) for line in ins)
+        outside.update(_norm(line) for line in outs)
+    significant = {line for line in inside if len(line.replace(" ", "")) >= MIN_SIGNIFICANT
+                   and not line.startswith(("#", "import ", "from "))}
     return significant - outside
 
 

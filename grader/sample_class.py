@@ -1,8 +1,10 @@
 """The bundled sample class: submissions generated from ``solutions/`` by code, never edited by hand.
 
-Four students, each submitting every assignment:
+Five students, each submitting every assignment:
 
 * ``sample-complete`` — every exercise solved with the source notebook's own solution code;
+* ``sample-cs231n`` — every exercise solved, the layers in the plain style of public CS231n code
+  (:mod:`grader.sample_cs231n`): correct numbers, but ``assert`` instead of ``ValueError`` and float64 outputs;
 * ``sample-partial`` — the first half of each notebook's exercises solved, the rest as released;
 * ``sample-buggy`` — every exercise solved, but with the classic mistake listed in :data:`CLASSIC_BUGS`
   for that assignment (a flipped kernel, ``=`` instead of ``+=``, ...);
@@ -22,6 +24,7 @@ import nbformat
 
 from . import cells
 from .course import Course, CourseError
+from .sample_cs231n import CS231N_STYLE
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ CLASSIC_BUGS: dict[str, Bug] = {
 
 STUDENTS = {
     "sample-complete": "every exercise solved",
+    "sample-cs231n": "every exercise solved, the layers in plain CS231n style (assert, //, float64)",
     "sample-partial": "the first half of the exercises solved",
     "sample-buggy": "every exercise solved, with one classic mistake",
     "sample-untouched": "the release as handed out",
@@ -64,14 +68,24 @@ STUDENTS = {
 
 def student_code(solution_source: str) -> str:
     """A solution cell as a student would submit it: the solution markers removed, the code kept."""
-    keep = [l for l in solution_source.splitlines()
-            if l.strip() not in (cells.BEGIN_SOLUTION, cells.END_SOLUTION)]
+    keep = [line for line in solution_source.splitlines()
+            if line.strip() not in (cells.BEGIN_SOLUTION, cells.END_SOLUTION)]
     return "\n".join(keep)
 
 
+def restyled(solution_source: str, body: str) -> str:
+    """A solution cell with the code between its solution markers replaced by ``body`` (markers removed)."""
+    lines = solution_source.splitlines()
+    begin = next(i for i, line in enumerate(lines) if line.strip() == cells.BEGIN_SOLUTION)
+    end = next(i for i, line in enumerate(lines) if line.strip() == cells.END_SOLUTION)
+    return "\n".join(lines[:begin] + body.rstrip("\n").splitlines() + lines[end + 1:])
+
+
 def filled_notebook(course: Course, assignment: str, notebook: str, solved: int | None = None,
-                    bug: Bug | None = None) -> nbformat.NotebookNode:
-    """The released notebook with its first ``solved`` solution cells (all when None) filled in."""
+                    bug: Bug | None = None, bodies: dict[str, str] | None = None) -> nbformat.NotebookNode:
+    """The released notebook with its first ``solved`` solution cells (all when None) filled in.
+
+    ``bodies`` replaces the solution of the named cells by other code (the CS231n-style student)."""
     source = cells.read(course.source / assignment / notebook)
     release = cells.read(course.release / assignment / notebook)
     answers = {cells.grade_id(c): c.source for c in source.cells if cells.is_solution(c)}
@@ -80,7 +94,7 @@ def filled_notebook(course: Course, assignment: str, notebook: str, solved: int 
     for cell in release.cells:
         gid = cells.grade_id(cell)
         if cells.is_solution(cell) and gid in chosen:
-            code = student_code(answers[gid])
+            code = restyled(answers[gid], bodies[gid]) if bodies and gid in bodies else student_code(answers[gid])
             if bug is not None and bug.grade_id == gid:
                 if bug.old not in code:
                     raise CourseError(f"{course.source / assignment / notebook}: the classic bug "
@@ -102,6 +116,7 @@ def build(course: Course, assignments: list[str] | None = None) -> dict[str, lis
             n_solutions = sum(cells.is_solution(c) for c in cells.read(path).cells)
             versions = {
                 "sample-complete": filled_notebook(course, assignment, path.name),
+                "sample-cs231n": filled_notebook(course, assignment, path.name, bodies=CS231N_STYLE.get(assignment)),
                 "sample-partial": filled_notebook(course, assignment, path.name, solved=math.ceil(n_solutions / 2)),
                 "sample-buggy": filled_notebook(course, assignment, path.name, bug=CLASSIC_BUGS.get(assignment)),
                 "sample-untouched": cells.read(course.release / assignment / path.name),

@@ -12,7 +12,6 @@ import sys
 
 import pytest
 
-from grader import cells
 from grader.sample_class import CLASSIC_BUGS
 
 pytestmark = pytest.mark.slow

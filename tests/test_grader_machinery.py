@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import nbformat
-import pytest
 
 from grader import cells
 from grader.autograde import autograde

@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import re
 
-import nbformat
 import pytest
 from nbclient import NotebookClient
 

@@ -74,3 +74,94 @@ def test_check_gradient_catches_a_wrong_gradient():
     check_gradient("dx", 2 * x * dout, lambda v: v ** 2, x, dout)
     with pytest.raises(CheckFailure, match="dx"):
         check_gradient("dx", x * dout, lambda v: v ** 2, x, dout)
+
+
+# -- calling student code --------------------------------------------------------------------------------------------
+def _crashes(x):
+    window = x[10]          # the student's line that raises
+    return window
+
+
+def test_check_call_names_the_function_the_case_and_the_students_line():
+    from workbook.checks import check_call
+
+    with pytest.raises(CheckFailure) as info:
+        check_call(_crashes, np.zeros(6), case="x: (6,)")
+    message = str(info.value)
+    assert message.startswith("_crashes raised IndexError: index 10 is out of bounds")
+    assert "for x: (6,)" in message and "in _crashes, line" in message and "window = x[10]" in message
+
+
+@pytest.mark.parametrize("result, needle", [
+    (None, "returned None; it should return a tuple (out, cache) (is a `return` missing?)"),
+    (np.zeros(2), "returned a ndarray; it should return a tuple (out, cache)"),
+    ((np.zeros(2),), "returned a tuple of 1 values; it should return 2: (out, cache)"),
+])
+def test_check_call_says_what_came_back_when_the_form_is_wrong(result, needle):
+    from workbook.checks import check_call
+
+    def student(x):
+        return result
+
+    student.__name__ = "conv_forward_naive"
+    with pytest.raises(CheckFailure) as info:
+        check_call(student, np.zeros(2), returns=("out", "cache"), case="a case")
+    assert needle in str(info.value)
+
+
+def test_check_call_reports_a_stub_as_not_implemented():
+    from workbook.checks import check_call
+
+    def stub(x):
+        raise NotImplementedError()
+
+    with pytest.raises(CheckFailure, match="stub is not implemented yet"):
+        check_call(stub, 1)
+
+
+def test_every_check_says_none_came_back():
+    from workbook.checks import check_equal
+
+    with pytest.raises(CheckFailure, match="got None: the function returned nothing"):
+        check_array("out", None, np.zeros(3))
+    with pytest.raises(CheckFailure, match="got None: the function returned nothing"):
+        check_equal("size", None, 55)
+    with pytest.raises(CheckFailure, match="array of None"):
+        check_array("out", np.array([None, None]), np.zeros(2))
+
+
+def test_check_own_work_catches_a_given_layer():
+    from workbook.checks import check_own_work
+    from workbook.layers import conv_forward
+
+    def honest(x, w, b, p):
+        return x
+
+    def delegating(x, w, b, p):
+        def inner():
+            return conv_forward(x, w, b, p)
+        return inner()
+
+    check_own_work(honest, forbidden=["conv_forward"], quiet=True)
+    with pytest.raises(CheckFailure, match="uses conv_forward from workbook.layers"):
+        check_own_work(delegating, forbidden=["conv_forward"])
+    with pytest.raises(CheckFailure, match="is the workbook's given layer itself"):
+        check_own_work(conv_forward, forbidden=["conv_forward"])
+
+
+def test_function_from_notebook_runs_only_definitions(tmp_path, capsys):
+    import nbformat
+
+    from workbook.earlier import function_from_notebook
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("%matplotlib inline\nimport numpy as np"),
+                nbformat.v4.new_code_cell("def double(x):\n    return 2 * np.asarray(x)\nraise RuntimeError('demo')"),
+                nbformat.v4.new_code_cell("assert False, 'a test cell'", metadata={"nbgrader": {"grade": True}})]
+    path = tmp_path / "earlier.ipynb"
+    nbformat.write(nb, str(path))
+    assert function_from_notebook(path, "double")(3) == 6
+    assert function_from_notebook(path, "triple") is None
+    assert function_from_notebook(tmp_path / "missing.ipynb", "double") is None
+    printed = capsys.readouterr().out
+    assert "defines no function triple" in printed and "is not there" in printed

@@ -175,9 +175,13 @@ def check_raises(name: str, exception: type[BaseException], fn: Callable, *args,
         if not quiet:
             print(f"✓ {name}{_where(case)} raises {exception.__name__}: {err}")
         return
+    except NotImplementedError:
+        raise _fail(name, case, f"expected {exception.__name__}, but the function is not implemented yet (it raised "
+                                f"NotImplementedError)", hint) from None
     except Exception as err:  # a different exception is a wrong answer, reported as such
-        raise _fail(name, case, f"expected {exception.__name__}, but it raised {type(err).__name__}: {err}",
-                    hint) from None
+        where = student_line(err)
+        raise _fail(name, case, f"expected {exception.__name__}, but it raised {type(err).__name__}: {err}"
+                    + (f" ({where})" if where else ""), hint) from None
     raise _fail(name, case, f"expected {exception.__name__}, but it returned {describe(result)}", hint)
 
 
@@ -267,8 +271,8 @@ def check_call(fn: Callable, *args, case: str | None = None, returns: Sequence[s
     try:
         result = fn(*args, **kwargs)
     except NotImplementedError:
-        raise failure("is not implemented yet (it raised NotImplementedError): fill in its cell, run it, and run "
-                      "this test again") from None
+        raise CheckFailure(f"{name} is not implemented yet (it raised NotImplementedError): fill in its cell, run "
+                           f"it, and run this test again") from None
     except Exception as err:
         raise failure(f"raised {type(err).__name__}: {err}", student_line(err)) from None
     if returns is not None:
@@ -280,7 +284,7 @@ def check_call(fn: Callable, *args, case: str | None = None, returns: Sequence[s
 
 def _referenced_names(code) -> set[str]:
     """Global and attribute names a code object (and every function nested in it) refers to."""
-    names = set(code.co_names)
+    names = set(code.co_names) | set(code.co_freevars)
     for const in code.co_consts:
         if hasattr(const, "co_names"):
             names |= _referenced_names(const)

@@ -38,10 +38,13 @@ BAND_BYTES = 4 << 20
 def _fit(size: int, window: int, stride: int, pad: int, what: str) -> int:
     """Positions of a window along one axis; ValueError when the windows do not tile the padded input."""
     span = size + 2 * pad - window
-    if span < 0 or span % stride:
-        raise ValueError(f"{what}: a window of {window} at stride {stride} on {size} pixels padded by {pad} "
-                         f"gives (size + 2*pad - window) / stride + 1 = {span / stride + 1:g}, not a whole "
-                         f"number of positions")
+    if span < 0:
+        raise ValueError(f"{what}: a window of {window} is larger than the input, {size} pixels padded by {pad} "
+                         f"({size + 2 * pad} in all)")
+    if span % stride:
+        raise ValueError(f"{what}: a window of {window} at stride {stride} on {size} pixels padded by {pad} gives "
+                         f"({size} + 2*{pad} - {window}) / {stride} + 1 = {span / stride + 1:g} positions, not a whole "
+                         f"number")
     return span // stride + 1
 
 
@@ -57,6 +60,11 @@ def _windows(x_pad: np.ndarray, kh: int, kw: int, stride: int, dilation: int = 1
     span_h, span_w = dilation * (kh - 1) + 1, dilation * (kw - 1) + 1
     view = sliding_window_view(x_pad, (span_h, span_w), axis=(2, 3))
     return view[:, :, ::stride, ::stride, ::dilation, ::dilation]
+
+
+def _padded(x: np.ndarray, pad: int) -> np.ndarray:
+    """x with ``pad`` zeros around both spatial axes (x itself when pad is 0)."""
+    return np.pad(x, [(0, 0), (0, 0), (pad, pad), (pad, pad)]) if pad else x
 
 
 def _band_rows(row_bytes: int) -> int:
@@ -97,7 +105,7 @@ def conv_forward(x, w, b, conv_param):
     H_out = _fit(H, dilation * (HH - 1) + 1, stride, pad, "conv_forward (height)")
     W_out = _fit(W, dilation * (WW - 1) + 1, stride, pad, "conv_forward (width)")
     dtype = np.result_type(x, w, b)
-    x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
+    x_pad = _padded(x, pad)
     filters = w.reshape(F, -1).T.astype(dtype, copy=False)                  # (C*HH*WW, F)
     out = np.empty((N, H_out, W_out, F), dtype=dtype)
     rows = _band_rows(W_out * C * HH * WW * dtype.itemsize)
@@ -127,10 +135,10 @@ def conv_backward(dout, cache):
     x, w, b, conv_param = cache
     stride, pad, dilation = conv_param["stride"], conv_param["pad"], conv_param.get("dilation", 1)
     N, C, H, W = x.shape
-    F, _, HH, WW = w.shape
-    _, _, H_out, W_out = dout.shape
-    dtype = np.result_type(dout, x, w)
-    x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
+    F, HH, WW = w.shape[0], w.shape[2], w.shape[3]
+    H_out, W_out = dout.shape[2:]
+    dtype = np.result_type(x, w, dout)
+    x_pad = _padded(x, pad)
     filters = w.reshape(F, -1).astype(dtype, copy=False)                    # (F, C*HH*WW)
     grads = np.ascontiguousarray(dout.transpose(0, 2, 3, 1), dtype=dtype)  # (N, H', W', F)
     dw = np.zeros((F, C * HH * WW), dtype=dtype)

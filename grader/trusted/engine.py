@@ -32,11 +32,11 @@ from .. import cells
 from ..leaks import split_regions
 from ..reference import python_lines
 from . import wire
-from .audit import Finding, ImportAudit, student_cells
+from .audit import GIVEN_LAYER, Finding, ImportAudit, student_cells
 from .kernels import sandbox_status
 from .namespace import free_names, instructor_imports, trusted_globals, unwrap, wrap
-from .session import (KernelDied, KernelSession, KernelUnavailable, Options, OutputLimitExceeded, RunResult,
-                      StudentCodeTimeout, error_output)
+from .session import (KernelDied, KernelSession, KernelUnavailable, Options, OutputLimitExceeded, StudentCodeTimeout,
+                      error_output)
 
 KERNEL_FAILURES = (KernelDied, StudentCodeTimeout, OutputLimitExceeded)
 
@@ -71,7 +71,8 @@ class NotebookReport:
         for event in self.events:
             lines.append(f"- {event}")
         if self.findings:
-            cost = ("every test cell of this notebook scores 0 (the course's import policy)" if self.policy == "zero"
+            zero = self.policy == "zero" or any(f.how == GIVEN_LAYER for f in self.findings)
+            cost = ("every test cell of this notebook scores 0 (the course's import policy)" if zero
                     else "reported to the instructor")
             lines.append(f"- Import audit: modules outside the allowed list ({cost}):")
             lines += [f"    - {f.describe()}" for f in self.findings]
@@ -117,7 +118,8 @@ def restore_grade_cells(nb: NotebookNode, source_nb: NotebookNode) -> list[str]:
         if gid in test_ids:
             src = source_cells[gid]
             if (_visible(cell.get("source", "")) != _visible(src.source) or cell.cell_type != "code"
-                    or {k: meta.get(k) for k in _GRADING_KEYS} != {k: src.metadata.nbgrader.get(k) for k in _GRADING_KEYS}):
+                    or {k: meta.get(k) for k in _GRADING_KEYS}
+                    != {k: src.metadata.nbgrader.get(k) for k in _GRADING_KEYS}):
                 notes.append(f"Test cell `{gid}` was changed in the submission; it was graded with the "
                              f"instructor's version.")
             nb.cells[index] = _fresh_test_cell(src)
@@ -219,13 +221,16 @@ class GradingEngine:
         finally:
             self.session.shutdown()
         report.restarts = self.session.restarts
-        if report.findings and self.audit.policy == "zero":
+        if self.audit.zeroes(report.findings):
+            given = sorted({f.module for f in report.findings if f.how == GIVEN_LAYER})
             listed = ", ".join(sorted({f.module for f in report.findings}))
+            reason = (f"the submission's own code uses the given layer(s) {', '.join(given)}, which this notebook "
+                      f"asks you to write yourself; the course scores such notebooks 0" if given else
+                      f"the submission uses modules outside the allowed list ({listed}); the course scores such "
+                      f"notebooks 0")
             for cell in nb.cells:
                 if cells.is_test(cell):
-                    cell.outputs = [error_output("ImportPolicyViolation",
-                                                 f"the submission uses modules outside the allowed list ({listed}); "
-                                                 f"the course scores such notebooks 0")]
+                    cell.outputs = [error_output("ImportPolicyViolation", reason)]
         report.seconds = time.monotonic() - started
         return report
 
@@ -317,7 +322,7 @@ class GradingEngine:
             self.report.events.append(f"test `{gid}`: {self.cell_failure}")
         self._audit_around(f"while grading {gid}", before)
 
-    def _call(self, handle: wire.Handle, args: tuple, kwargs: dict) -> Any:
+    def _call(self, handle: wire.Handle, args: tuple, kwargs: dict, substitutes: dict | None = None) -> Any:
         if self.cell_failure is not None:
             raise type(self.cell_failure)(f"not called: {self.cell_failure}")
         remaining = self.cell_deadline - time.monotonic()
@@ -330,8 +335,10 @@ class GradingEngine:
                    "target": wire.encode(handle, limit, self.session.generation),
                    "args": wire.encode(tuple(unwrap(args)), limit, self.session.generation),
                    "kwargs": wire.encode(unwrap(dict(kwargs)), limit, self.session.generation)}
+        if substitutes:
+            request["substitute"] = sorted(substitutes)
         try:
-            value, printed = self.session.request(request, remaining)
+            value, printed = self.session.request(request, remaining, substitutes=substitutes)
         except KERNEL_FAILURES as err:
             self.cell_failure = err
             raise
@@ -369,6 +376,10 @@ class GradingEngine:
         except Exception as err:
             _append_stream(outputs, buffer.getvalue(), self.printed)
             outputs.append(_trusted_error(err))
+            diagnosis = self._diagnosis_after(err, code, gid, namespace) if self.cell_failure is None else None
+            if diagnosis:
+                outputs[-1].evalue += f"\n  {diagnosis}"
+                outputs[-1].traceback[-1] = f"{outputs[-1].ename}: {outputs[-1].evalue}"
             if isinstance(err, NameError) and any("Tests that need" in e for e in self.report.events):
                 outputs[-1].evalue += (" (an earlier cell was stopped before it could define it; see the notice at "
                                        "the top of the notebook)")
@@ -383,6 +394,54 @@ class GradingEngine:
             outputs.append(nbformat.v4.new_output("execute_result", data={"text/plain": repr(value)},
                                                   execution_count=None))
         return outputs
+
+
+    DIAGNOSIS = "This is exactly what you get when"
+
+    def _diagnosis_after(self, err: BaseException, code: str, gid: str | None, namespace: dict) -> str | None:
+        """When a visible check failed, the named-mistake diagnosis of the hidden tests that did not get to run.
+
+        The hidden regions after the failing line run in the same namespace, their output discarded; if one fails
+        with a message naming a known mistake, that sentence is returned (the cell scores 0 either way).
+        """
+        if self.DIAGNOSIS in str(err):
+            return None
+        regions = _hidden_regions(code)
+        frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == f"<test cell {gid}>"]
+        if not regions or not frames:
+            return None
+        failed_at = frames[0].lineno
+        if any(start <= failed_at <= end for start, end in regions):
+            return None      # the hidden tests themselves failed: their message is already the verdict
+        lines = code.splitlines()
+        for start, end in regions:
+            if start <= failed_at:
+                continue
+            hidden = "\n" * (start - 1) + "\n".join(lines[start - 1:end])
+            try:
+                with _course_env(self.course_root), contextlib.redirect_stdout(io.StringIO()), \
+                        contextlib.redirect_stderr(io.StringIO()):
+                    exec(compile(hidden, f"<test cell {gid}>", "exec"), namespace)
+            except Exception as hidden_err:  # any failure here only informs: the verdict is already 0
+                text = str(hidden_err)
+                if self.DIAGNOSIS in text:
+                    return text[text.index(self.DIAGNOSIS):].strip()
+                return None
+            if self.cell_failure is not None:
+                return None
+        return None
+
+
+def _hidden_regions(code: str) -> list[tuple[int, int]]:
+    """1-based (first, last) line numbers of the code inside each hidden-test region of a cell."""
+    regions, start = [], None
+    for number, line in enumerate(code.splitlines(), start=1):
+        if line.strip().startswith(cells.BEGIN_HIDDEN):
+            start = number + 1
+        elif line.strip().startswith(cells.END_HIDDEN) and start is not None:
+            regions.append((start, number - 1))
+            start = None
+    return regions
 
 
 def _append_stream(outputs: list, text: str, printed: list[str]) -> None:

@@ -75,15 +75,29 @@ def trusted_globals(imports: Iterable[ast.stmt]) -> dict[str, Any]:
 class StudentFunction:
     """A callable that lives in the student's kernel. Calling it runs it there; only plain data comes back."""
 
-    __slots__ = ("_handle", "_call", "__name__", "__qualname__")
+    __slots__ = ("_handle", "_call", "_substitutes", "_stand_in", "__name__", "__qualname__")
 
     def __init__(self, handle: Handle, call, name: str | None = None):
         self._handle = handle
         self._call = call
+        self._substitutes: dict = {}
+        self._stand_in = None
         self.__name__ = self.__qualname__ = name or handle.type_name
 
     def __call__(self, *args, **kwargs):
+        if self._stand_in is not None:
+            return self._stand_in(*args, **kwargs)
+        if self._substitutes:
+            return self._call(self._handle, args, kwargs, substitutes=self._substitutes)
         return self._call(self._handle, args, kwargs)
+
+    def stand_in(self, trusted) -> None:
+        """From now on, calls in this test cell run ``trusted`` (the reference) in the grader instead."""
+        self._stand_in = trusted
+
+    def substitute(self, replacements: dict) -> None:
+        """From now on, run with these global names of the student's code bound to trusted functions."""
+        self._substitutes = dict(replacements)
 
     def __repr__(self) -> str:
         return f"<student function {self.__name__} (runs in the student's kernel)>"

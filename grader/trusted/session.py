@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import nbformat
+import zmq
 from nbformat import NotebookNode
 
 from . import wire
@@ -157,18 +158,32 @@ class KernelSession:
         self.start()
 
     # -- running code --------------------------------------------------------------------------------------------
-    def run(self, code: str, timeout: float, *, silent: bool = False) -> RunResult:
-        """Run ``code``; kill the kernel if it outlives ``timeout``, dies, or prints past the kill limit."""
+    def run(self, code: str, timeout: float, *, silent: bool = False,
+            stdin: Callable[[str], str] | None = None) -> RunResult:
+        """Run ``code``; kill the kernel if it outlives ``timeout``, dies, or prints past the kill limit.
+
+        With ``stdin``, the code may call ``input(prompt)``: each request is answered with ``stdin(prompt)``
+        (the bridge's substituted names ask the grader for their values this way).
+        """
         if not self.alive:
             return RunResult("died")
         kc, opts = self.kc, self.options
         started = time.monotonic()
         deadline = started + max(timeout, 0.1)
-        msg_id = kc.execute(code, silent=silent, store_history=not silent, allow_stdin=False, stop_on_error=False)
+        msg_id = kc.execute(code, silent=silent, store_history=not silent, allow_stdin=stdin is not None,
+                            stop_on_error=False)
         result = RunResult("ok")
-        kept = received = 0
+        state = {"kept": 0, "received": 0}
         got_reply = got_idle = False
         last_alive_check = started
+        # Wait on every channel at once: a message on any of them (output, the reply, an input request) is
+        # handled as soon as it arrives.
+        poller = zmq.Poller()
+        sockets = {kc.iopub_channel.socket: "iopub", kc.shell_channel.socket: "shell"}
+        if stdin is not None:
+            sockets[kc.stdin_channel.socket] = "stdin"
+        for sock in sockets:
+            poller.register(sock, zmq.POLLIN)
         while not (got_reply and got_idle):
             now = time.monotonic()
             if now > deadline:
@@ -181,75 +196,116 @@ class KernelSession:
                     result.status = "died"
                     self.kill()
                     break
-            if not got_reply:
-                # Once the kernel is idle only the reply is missing: wait on it rather than poll iopub.
-                try:
-                    reply = kc.get_shell_msg(timeout=min(0.5, max(0.0, deadline - now)) if got_idle else 0)
-                    if reply["parent_header"].get("msg_id") == msg_id:
-                        got_reply = True
-                        if reply["content"].get("status") == "error":
-                            result.status = "error"
-                except queue.Empty:
-                    pass
-                if got_idle:
-                    continue
-            try:
-                msg = kc.get_iopub_msg(timeout=0.05)
-            except queue.Empty:
-                if not self.km.is_alive():
-                    result.status = "died"
-                    self.kill()
+            ready = {sockets[sock] for sock, _ in poller.poll(timeout=max(1, min(250, int((deadline - now) * 1000))))}
+            if not ready:
+                continue
+            if "stdin" in ready:
+                request = self._next(kc.get_stdin_msg)
+                if request is not None and request["msg_type"] == "input_request":
+                    kc.input(stdin(str(request["content"].get("prompt", ""))))
+            if "shell" in ready:
+                reply = self._next(kc.get_shell_msg)
+                if reply is not None and reply["parent_header"].get("msg_id") == msg_id:
+                    got_reply = True
+                    if reply["content"].get("status") == "error":
+                        result.status = "error"
+            if "iopub" in ready:
+                while (msg := self._next(kc.get_iopub_msg)) is not None:
+                    if msg["parent_header"].get("msg_id") != msg_id:
+                        continue
+                    if msg["msg_type"] == "status":
+                        got_idle = got_idle or msg["content"].get("execution_state") == "idle"
+                        continue
+                    if not self._take_output(msg, result, state, silent):
+                        break
+                if result.status == "output_limit":
                     break
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "status":
-                got_idle = content.get("execution_state") == "idle"
-                continue
-            if kind == "execute_input":
-                continue
-            if kind == "clear_output":
-                result.outputs.clear()
-                continue
-            if kind == "display_data" and wire.MIME in content.get("data", {}):
-                result.payloads.append(content["data"][wire.MIME])
-                continue
-            size = len(json.dumps(content.get("data", content.get("text", ""))))
-            received += size
-            if received > opts.kill_output_bytes:
-                self.kill()
-                result.status = "output_limit"
-                break
-            if kind == "stream":
-                if len(result.printed) < opts.max_printed_in_call:
-                    result.printed += content["text"][: opts.max_printed_in_call - len(result.printed)]
-            if kind == "error":
-                result.status = "error"
-            if kind in ("stream", "display_data", "execute_result", "error") and not silent:
-                if kept + size > opts.max_output_bytes:
-                    if kept <= opts.max_output_bytes:
-                        result.outputs.append(nbformat.v4.new_output(
-                            "stream", name="stdout", text=f"\n[output truncated: more than {opts.max_output_bytes} "
-                                                          f"bytes]\n"))
-                        kept = opts.max_output_bytes + 1
-                    continue
-                kept += size
-                output = nbformat.v4.output_from_msg(msg)
-                if (kind == "stream" and result.outputs and result.outputs[-1].output_type == "stream"
-                        and result.outputs[-1].name == output.name):
-                    result.outputs[-1].text += output.text
-                else:
-                    result.outputs.append(output)
         result.seconds = time.monotonic() - started
         return result
+
+    @staticmethod
+    def _next(get) -> dict | None:
+        try:
+            return get(timeout=0)
+        except queue.Empty:
+            return None
+
+    def _take_output(self, msg: dict, result: RunResult, state: dict, silent: bool) -> bool:
+        """Record one iopub message of the running code; False when the kernel was killed for its output."""
+        opts = self.options
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "execute_input":
+            return True
+        if kind == "clear_output":
+            result.outputs.clear()
+            return True
+        if kind == "display_data" and wire.MIME in content.get("data", {}):
+            result.payloads.append(content["data"][wire.MIME])
+            return True
+        size = len(json.dumps(content.get("data", content.get("text", ""))))
+        state["received"] += size
+        if state["received"] > opts.kill_output_bytes:
+            self.kill()
+            result.status = "output_limit"
+            return False
+        if kind == "stream" and len(result.printed) < opts.max_printed_in_call:
+            result.printed += content["text"][: opts.max_printed_in_call - len(result.printed)]
+        if kind == "error":
+            result.status = "error"
+        if kind in ("stream", "display_data", "execute_result", "error") and not silent:
+            if state["kept"] + size > opts.max_output_bytes:
+                if state["kept"] <= opts.max_output_bytes:
+                    result.outputs.append(nbformat.v4.new_output(
+                        "stream", name="stdout", text=f"\n[output truncated: more than {opts.max_output_bytes} bytes]\n"))
+                    state["kept"] = opts.max_output_bytes + 1
+                return True
+            state["kept"] += size
+            output = nbformat.v4.output_from_msg(msg)
+            if (kind == "stream" and result.outputs and result.outputs[-1].output_type == "stream"
+                    and result.outputs[-1].name == output.name):
+                result.outputs[-1].text += output.text
+            else:
+                result.outputs.append(output)
+        return True
 
     def fatal_output(self, result: RunResult, limit: float) -> NotebookNode:
         ename, template = FATAL_MESSAGES[result.status]
         return error_output(ename, template.format(limit=limit, kill=self.options.kill_output_bytes))
 
     # -- the bridge ----------------------------------------------------------------------------------------------
-    def request(self, request: dict, timeout: float) -> tuple[Any, str]:
+    MAX_CALLBACKS = 100_000
+
+    def _callback_answerer(self, substitutes: dict[str, Callable]) -> Callable[[str], str]:
+        """Answers the kernel's requests for a substituted name's value: runs the trusted function on plain data.
+
+        The student's function runs in the kernel with, say, its ``im2col`` replaced by a stand-in; each call of
+        the stand-in arrives here as an input request, is decoded like any value from the kernel, computed with
+        the grader's own function (the reference) and sent back. Only the names the test chose are answered.
+        """
+        limit, generation = self.options.max_call_bytes, self.generation
+        calls = [0]
+
+        def answer(prompt: str) -> str:
+            calls[0] += 1
+            try:
+                if calls[0] > self.MAX_CALLBACKS:
+                    raise wire.WireError(f"more than {self.MAX_CALLBACKS} calls of substituted functions")
+                request = wire.parse_callback(prompt, limit)
+                name, args, kwargs = request
+                if name not in substitutes:
+                    raise wire.WireError(f"the test substitutes no function called {name!r}")
+                args = wire.decode(args, limit, generation)
+                kwargs = wire.decode(kwargs, limit, generation)
+                if not isinstance(args, list) or not isinstance(kwargs, dict):
+                    raise wire.WireError("malformed call of a substituted function")
+                value = substitutes[name](*args, **kwargs)
+                return json.dumps(["ok", wire.encode(value, limit, generation)])
+            except Exception as err:  # sent back to the student's code, which sees it raised by the stand-in
+                return json.dumps(["raise", type(err).__name__, str(err)[:wire.MAX_MESSAGE_CHARS]])
+        return answer
+
+    def request(self, request: dict, timeout: float,
+                substitutes: dict[str, Callable] | None = None) -> tuple[Any, str]:
         """Send one bridge request; return (decoded value, text the student's code printed meanwhile).
 
         Raises the rebuilt student exception when the student's code raised, :class:`KernelDied`,
@@ -259,7 +315,8 @@ class KernelSession:
             raise KernelDied("the student's kernel is not running (it died earlier in this cell)")
         code = f"__workbook_bridge__({json.dumps(json.dumps(request))})"
         limit = max(0.1, min(timeout, self.options.call_timeout))
-        result = self.run(code, limit, silent=True)
+        stdin = self._callback_answerer(substitutes) if substitutes else None
+        result = self.run(code, limit, silent=True, stdin=stdin)
         if result.status == "timeout":
             raise StudentCodeTimeout(f"the call ran longer than {limit:g} s; the student's kernel was stopped")
         if result.status == "died":

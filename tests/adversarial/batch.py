@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import os
 import threading
 from pathlib import Path
 

@@ -20,7 +20,6 @@ import nbformat
 
 from grader import cells
 from grader.sample_class import student_code
-from grader.leaks import split_regions
 
 
 @dataclass

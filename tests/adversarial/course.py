@@ -3,7 +3,6 @@
 partial credit. Built fresh in a temporary directory, released with ``grader release``."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import nbformat

@@ -1,0 +1,131 @@
+"""The given layers of the student package (workbook.layers) against PyTorch, forward and backward.
+
+They are what later notebooks build and train networks with, so they are held to the oracle in both float64 and
+float32, on the shapes the exercises care about (non-square, pad 0, stride > 1, overlapping windows, dilation), and
+they keep the dtype.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from workbook import layers
+
+CONV_SHAPES = [  # (N, C, H, W, F, HH, WW, stride, pad, dilation)
+    (2, 3, 7, 9, 4, 3, 3, 1, 1, 1),
+    (1, 2, 9, 8, 3, 3, 2, 2, 0, 1),
+    (2, 3, 9, 9, 2, 3, 3, 1, 2, 2),
+    (3, 1, 12, 13, 2, 5, 4, 1, 1, 1),
+    (2, 4, 5, 6, 3, 1, 1, 1, 0, 1),
+    (1, 2, 11, 11, 2, 3, 3, 2, 1, 3),
+]
+POOL_SHAPES = [  # (N, C, H, W, pool_height, pool_width, stride)
+    (2, 3, 8, 8, 2, 2, 2), (1, 2, 7, 7, 3, 3, 2), (2, 1, 6, 5, 3, 3, 1), (1, 1, 4, 6, 2, 3, 1), (2, 2, 6, 6, 3, 3, 3),
+]
+TOLERANCE = {np.float64: 1e-10, np.float32: 2e-5}
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-12))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=lambda s: "x{}x{}x{}x{} w{}x{}x{} s{} p{} d{}".format(*s))
+def test_conv_matches_torch(torch, shape, dtype):
+    N, C, H, W, F, HH, WW, stride, pad, dilation = shape
+    rng = np.random.default_rng(sum(shape))
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in [(N, C, H, W), (F, C, HH, WW), (F,)])
+    param = {"stride": stride, "pad": pad, "dilation": dilation}
+    out, cache = layers.conv_forward(x, w, b, param)
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ot = torch.nn.functional.conv2d(xt, wt, bt, stride=stride, padding=pad, dilation=dilation)
+    dout = rng.standard_normal(tuple(ot.shape)).astype(dtype)
+    ot.backward(torch.tensor(dout))
+    grads = layers.conv_backward(dout, cache)
+    assert out.dtype == dtype and all(g.dtype == dtype for g in grads)
+    for name, ours, theirs in zip(("out", "dx", "dw", "db"), (out, *grads), (ot, xt.grad, wt.grad, bt.grad)):
+        assert ours.shape == tuple(theirs.shape), name
+        assert _rel(ours, theirs.detach().numpy()) < TOLERANCE[dtype], name
+
+
+def test_conv_in_many_bands_matches_one_band(monkeypatch):
+    """The layers copy the windows of one band of output rows at a time: force one-row bands."""
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((2, 3, 13, 11)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    param = {"stride": 2, "pad": 1}
+    out, cache = layers.conv_forward(x, w, b, param)
+    dout = rng.standard_normal(out.shape)
+    grads = layers.conv_backward(dout, cache)
+    monkeypatch.setattr(layers, "BAND_BYTES", 1)
+    out1, cache1 = layers.conv_forward(x, w, b, param)
+    np.testing.assert_allclose(out1, out, rtol=1e-12, atol=1e-12)
+    for g1, g in zip(layers.conv_backward(dout, cache1), grads):
+        np.testing.assert_allclose(g1, g, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", POOL_SHAPES, ids=lambda s: "x{}x{}x{}x{} {}x{} s{}".format(*s))
+def test_pooling_matches_torch(torch, shape, dtype):
+    N, C, H, W, ph, pw, stride = shape
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    param = {"pool_height": ph, "pool_width": pw, "stride": stride}
+    for ours_forward, ours_backward, theirs in [
+            (layers.max_pool_forward, layers.max_pool_backward, torch.nn.functional.max_pool2d),
+            (layers.avg_pool_forward, layers.avg_pool_backward, torch.nn.functional.avg_pool2d)]:
+        out, cache = ours_forward(x, param)
+        xt = torch.tensor(x, requires_grad=True)
+        ot = theirs(xt, (ph, pw), stride)
+        dout = rng.standard_normal(tuple(ot.shape)).astype(dtype)
+        ot.backward(torch.tensor(dout))
+        dx = ours_backward(dout, cache)
+        assert out.dtype == dtype and dx.dtype == dtype
+        assert _rel(out, ot.detach().numpy()) < TOLERANCE[dtype]
+        assert _rel(dx, xt.grad.numpy()) < TOLERANCE[dtype]
+
+
+def test_max_pool_ties_go_to_the_first_maximum_as_in_torch(torch):
+    x = np.random.default_rng(5).integers(0, 2, size=(2, 3, 6, 6)).astype(float)     # many ties
+    param = {"pool_height": 3, "pool_width": 3, "stride": 1}
+    out, cache = layers.max_pool_forward(x, param)
+    dout = np.random.default_rng(6).standard_normal(out.shape)
+    xt = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.max_pool2d(xt, 3, 1).backward(torch.tensor(dout))
+    np.testing.assert_allclose(layers.max_pool_backward(dout, cache), xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_global_pool_relu_and_affine_match_torch(torch):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 4, 5, 2))
+    out, cache = layers.global_avg_pool_forward(x)
+    dout = rng.standard_normal(out.shape)
+    xt = torch.tensor(x, requires_grad=True)
+    xt.mean(dim=(2, 3)).backward(torch.tensor(dout))
+    np.testing.assert_allclose(out, x.mean(axis=(2, 3)))
+    np.testing.assert_allclose(layers.global_avg_pool_backward(dout, cache), xt.grad.numpy(), rtol=1e-12)
+
+    out, cache = layers.relu_forward(x)
+    xt = torch.tensor(x, requires_grad=True)
+    torch.relu(xt).backward(torch.tensor(dout := rng.standard_normal(x.shape)))
+    np.testing.assert_allclose(out, np.maximum(x, 0))
+    np.testing.assert_allclose(layers.relu_backward(dout, cache), xt.grad.numpy())
+
+    w, b = rng.standard_normal((40, 7)), rng.standard_normal(7)
+    out, cache = layers.affine_forward(x, w, b)
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ot = xt.reshape(3, -1) @ wt + bt
+    ot.backward(torch.tensor(dout := rng.standard_normal((3, 7))))
+    for ours, theirs in zip((out, *layers.affine_backward(dout, cache)), (ot, xt.grad, wt.grad, bt.grad)):
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: layers.conv_forward(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), np.zeros(1), {"stride": 3, "pad": 1}),
+    lambda: layers.conv_forward(np.zeros((1, 1, 2, 6)), np.zeros((1, 1, 3, 3)), np.zeros(1), {"stride": 1, "pad": 0}),
+    lambda: layers.max_pool_forward(np.zeros((1, 1, 5, 4)), {"pool_height": 2, "pool_width": 2, "stride": 2}),
+    lambda: layers.avg_pool_forward(np.zeros((1, 1, 4, 7)), {"pool_height": 2, "pool_width": 2, "stride": 2}),
+])
+def test_windows_that_do_not_fit_raise_with_the_computed_size(call):
+    with pytest.raises(ValueError, match=r"= \d+\.\d+ positions, not a whole number|larger than the input"):
+        call()
