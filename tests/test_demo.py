@@ -51,7 +51,7 @@ def test_demo_prints_the_table_and_writes_the_csv(demo):
     course, stdout, rows = demo
     assert "all assignments" in stdout and "wrote scores.csv" in stdout
     students = [r[0] for r in rows[1:]]
-    assert students == ["sample-complete", "sample-partial", "sample-buggy", "sample-untouched", "max"]
+    assert students == ["sample-complete", "sample-cs231n", "sample-partial", "sample-buggy", "sample-untouched", "max"]
 
 
 def test_complete_student_gets_full_marks_and_untouched_release_zero(demo):
@@ -61,6 +61,12 @@ def test_complete_student_gets_full_marks_and_untouched_release_zero(demo):
         key = f"{assignment}/total"
         assert t["sample-complete"][key] == t["max"][key] > 0, assignment
         assert t["sample-untouched"][key] == 0, assignment
+
+
+def test_the_cs231n_style_student_keeps_at_least_80_percent_everywhere(demo):
+    _, _, rows = demo
+    t = _totals(rows)
+    assert 0.8 * t["max"]["total"] <= t["sample-cs231n"]["total"] < t["max"]["total"]
 
 
 def test_partial_and_buggy_students_land_in_between(demo):

@@ -47,4 +47,5 @@ def test_course_config_agrees_with_the_grader():
     config = PyFileConfigLoader("nbgrader_config.py", path=str(REPO_ROOT)).load_config()
     assert config.CourseDirectory.course_id == COURSE_ID
     assert config.CourseDirectory.root == str(REPO_ROOT)
-    assert (config.CourseDirectory.source_directory, config.CourseDirectory.release_directory) == ("solutions", "notebooks")
+    directories = (config.CourseDirectory.source_directory, config.CourseDirectory.release_directory)
+    assert directories == ("solutions", "notebooks")

@@ -167,7 +167,7 @@ class KernelSession:
         """
         if not self.alive:
             return RunResult("died")
-        kc, opts = self.kc, self.options
+        kc = self.kc
         started = time.monotonic()
         deadline = started + max(timeout, 0.1)
         msg_id = kc.execute(code, silent=silent, store_history=not silent, allow_stdin=stdin is not None,
@@ -256,7 +256,8 @@ class KernelSession:
             if state["kept"] + size > opts.max_output_bytes:
                 if state["kept"] <= opts.max_output_bytes:
                     result.outputs.append(nbformat.v4.new_output(
-                        "stream", name="stdout", text=f"\n[output truncated: more than {opts.max_output_bytes} bytes]\n"))
+                        "stream", name="stdout",
+                        text=f"\n[output truncated: more than {opts.max_output_bytes} bytes]\n"))
                     state["kept"] = opts.max_output_bytes + 1
                 return True
             state["kept"] += size
