@@ -52,6 +52,9 @@ CLASSIC_BUGS: dict[str, Bug] = {
     "06_1x1_and_dilated": Bug("receptive_field", "size += dilation * (filter_size - 1) * jump",
                               "size += dilation * (filter_size - 1)",
                               "the receptive field ignores the stride of earlier layers"),
+    "07_fc_to_conv": Bug("fc_to_conv", "w_conv = W_fc.T.reshape(F, C, H, W)",
+                         "w_conv = W_fc.T.reshape(F, H, W, C).transpose(0, 3, 1, 2)",
+                         "the FC weights are read H-major, as if the volume had been flattened (H, W, C)"),
 }
 
 STUDENTS = {
