@@ -710,10 +710,12 @@ def memory_cases(seed: int, *, count: int = 7, settings=MEMORY_SETTINGS, named: 
 def batch_size_cases(seed: int, *, memory_of, named: dict | None = None) -> list[Case]:
     """Cases ``(arch, memory_bytes, input_shape, dtype, optimizer)`` for max_batch_size.
 
-    ``memory_of(arch, input_shape, batch, dtype, optimizer)`` is the reference ``training_memory`` (a dict
-    with 'total'); with it each architecture gets the memories at which the answer changes: exactly the
-    total for 1 and for k images, one byte less than each, too little for the parameters alone, 0, and
-    12 GiB. ``named`` ({label: (arch, shape)}) come first, then random architectures.
+    ``memory_of(arch, input_shape, batch, dtype, optimizer)`` is the reference ``training_memory`` (a dict with
+    'activations', 'data' and 'total'); with it each architecture gets the memories at which the answer changes:
+    12 GiB; one byte less than k images need, with k so large that leaving the data out of an image's memory
+    would fit one more (so that mistake and rounding up give different answers); 0; exactly the parameters;
+    exactly 1 and k images, and one byte less than each. ``named`` ({label: (arch, shape)}) come first, then
+    random architectures.
     """
     import copy
 
@@ -725,11 +727,13 @@ def batch_size_cases(seed: int, *, memory_of, named: dict | None = None) -> list
     cases = []
     for n, (label, (arch, shape)) in enumerate(archs):
         _, dtype, optimizer = MEMORY_SETTINGS[n % len(MEMORY_SETTINGS)]
-        one = memory_of(copy.deepcopy(arch), tuple(shape), 1, dtype, optimizer)["total"]
+        one = memory_of(copy.deepcopy(arch), tuple(shape), 1, dtype, optimizer)
+        per_image = one["activations"] + one["data"]
+        params_only = one["total"] - per_image
+        many = int(one["activations"] // one["data"]) + 2
         k = int(rng.integers(2, 50))
-        many = memory_of(copy.deepcopy(arch), tuple(shape), k, dtype, optimizer)["total"]
-        params_only = one - (many - one) // (k - 1)   # the memory of the parameters: no image fits
-        for memory in [0, params_only, one - 1, one, many - 1, many, 12 * 2 ** 30]:
+        for memory in [12 * 2 ** 30, params_only + many * per_image - 1, 0, params_only, one["total"] - 1,
+                       one["total"], params_only + k * per_image - 1, params_only + k * per_image]:
             cases.append(Case(f"{label}, {memory:,} bytes, {dtype}, {optimizer}",
                               (copy.deepcopy(arch), int(memory), tuple(shape), dtype, optimizer)))
     return cases

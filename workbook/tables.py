@@ -159,3 +159,19 @@ def format_bytes(n: int | float) -> str:
             return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def table_difference(got: Sequence[Mapping], expected: Sequence[Mapping]) -> str | None:
+    """Where two well-formed layer tables first differ, as a sentence ("row 3 (C3): biases expected 16, got 0"),
+    or None when they agree."""
+    if len(got) != len(expected):
+        return f"the table has {len(got)} rows; expected {len(expected)} (the input, then one per top-level layer)"
+    for index, (g, e) in enumerate(zip(got, expected)):
+        for key in ("shape",) + COUNT_KEYS + ("rf",):
+            gv, ev = _column([g], key)[0], _column([e], key)[0]
+            if gv != ev:
+                return f"{_label(expected, index)}: {key} expected {ev!r}, got {gv!r}"
+    return None
+
+
+__all__ += ["table_difference"]
