@@ -128,7 +128,7 @@ def conv_backward(dout, cache):
     stride, pad, dilation = conv_param["stride"], conv_param["pad"], conv_param.get("dilation", 1)
     N, C, H, W = x.shape
     F, _, HH, WW = w.shape
-    _, _, H_out, W_out = dout.shape
+    H_out, W_out = dout.shape[2:]
     dtype = np.result_type(dout, x, w)
     x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
     filters = w.reshape(F, -1).astype(dtype, copy=False)                    # (F, C*HH*WW)
