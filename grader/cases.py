@@ -478,3 +478,311 @@ def conv1x1_cases(seed: int) -> list[Case]:
 
 
 __all__ += ["CONV1X1_SHAPES", "conv1x1_cases"]
+
+
+# --- 07_fc_to_conv and 08_vgg_memory ----------------------------------------------------------------------------
+# 07: an FC layer on a (C, H, W) volume as a conv layer, and a conv layer as one matrix; 08: architectures in the
+# notebook's format (lists of layer dicts) for layer_table, training_memory and max_batch_size.
+
+FC_VOLUMES = [  # (C, H, W, F): non-square volumes, a 1x1 volume (an FC layer after an FC layer), F = 1, C = 1
+    (3, 4, 5, 6),
+    (2, 1, 1, 3),
+    (1, 3, 2, 4),
+    (4, 2, 3, 1),
+    (2, 5, 1, 2),
+    (5, 3, 3, 7),
+]
+
+
+def fc_to_conv_cases(seed: int, *, dtype=np.float64) -> list[Case]:
+    """Cases ``(W_fc, b_fc, in_shape)``: W_fc of shape (C*H*W, F) as affine_forward takes it, in_shape a tuple."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for C, H, W, F in FC_VOLUMES:
+        W_fc = rng.standard_normal((C * H * W, F)).astype(dtype)
+        b_fc = rng.standard_normal(F).astype(dtype)
+        cases.append(Case(case_label(W_fc=W_fc, b_fc=b_fc, in_shape=(C, H, W)), (W_fc, b_fc, (C, H, W))))
+    return cases
+
+
+def fc_to_conv_bad_cases(seed: int) -> list[Case]:
+    """Cases ``(W_fc, b_fc, in_shape)`` that do not describe one layer: W_fc with the wrong number of rows for
+    the volume (its transpose, a transposed volume's count off by one), b_fc of the wrong length or shape."""
+    rng = np.random.default_rng(seed)
+    raw = [
+        (rng.standard_normal((60, 6)), rng.standard_normal(6), (3, 4, 4)),      # 60 rows, the volume has 48
+        (rng.standard_normal((6, 60)), rng.standard_normal(60), (3, 4, 5)),     # W_fc transposed: (F, D)
+        (rng.standard_normal((24, 4)), rng.standard_normal(5), (2, 3, 4)),      # one bias too many
+        (rng.standard_normal((24, 4)), rng.standard_normal((4, 1)), (2, 3, 4)), # bias as a column
+    ]
+    return [Case(case_label(W_fc=w, b_fc=b, in_shape=s), (w, b, s)) for w, b, s in raw]
+
+
+def conv_as_matrix_cases(seed: int, *, dtype=np.float64) -> list[Case]:
+    """Cases ``(w, b, in_shape, conv_param)`` for writing a conv layer as one matrix: one per shape of
+    CONV_SHAPES (pad 0 and 2, strides 1 to 3, non-square inputs and filters, 1x1 and even filters)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for s in CONV_SHAPES:
+        in_shape = (s.C, conv_input_size(s.H_out, s.HH, s.stride, s.pad), conv_input_size(s.W_out, s.WW, s.stride, s.pad))
+        w = rng.standard_normal((s.F, s.C, s.HH, s.WW)).astype(dtype)
+        b = rng.standard_normal(s.F).astype(dtype)
+        conv_param = {"stride": s.stride, "pad": s.pad}
+        cases.append(Case(case_label(w=w, b=b, in_shape=in_shape, conv_param=conv_param), (w, b, in_shape, conv_param)))
+    return cases
+
+
+def conv_as_matrix_bad_cases(seed: int) -> list[Case]:
+    """Cases ``(w, b, in_shape, conv_param)`` whose filters do not fit: a fractional output size, filters larger
+    than the padded input, or filters with another depth than the input."""
+    rng = np.random.default_rng(seed)
+    raw = [
+        ((2, 3, 3, 3), (3, 6, 6), {"stride": 2, "pad": 0}),    # (6 - 3)/2 + 1 = 2.5
+        ((1, 1, 5, 5), (1, 3, 4), {"stride": 1, "pad": 0}),    # 5x5 filters on 3x4
+        ((2, 2, 3, 3), (3, 5, 5), {"stride": 1, "pad": 1}),    # 2 channels, the input has 3
+        ((1, 2, 2, 4), (2, 5, 6), {"stride": 3, "pad": 1}),    # (5 + 2 - 2)/3 + 1 = 2.67 in height only
+    ]
+    cases = []
+    for w_shape, in_shape, conv_param in raw:
+        w, b = rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+        cases.append(Case(case_label(w=w, b=b, in_shape=in_shape, conv_param=conv_param), (w, b, in_shape, conv_param)))
+    return cases
+
+
+def _window_out(size: int, k: int, stride: int, pad: int, rounding: str) -> float:
+    span = size + 2 * pad - k
+    if span < 0:
+        return 0
+    if rounding == "floor":
+        return span // stride + 1
+    if rounding == "ceil":
+        return -(-span // stride) + 1
+    return span / stride + 1
+
+
+def _random_window(rng, H: int, W: int, sizes, strides, pads) -> dict | None:
+    """A conv/pool window that fits an H x W input: 'exact' when it tiles, else 'floor' or 'ceil'."""
+    for _ in range(50):
+        k, stride, pad = int(rng.choice(sizes)), int(rng.choice(strides)), int(rng.choice(pads))
+        if pad >= k or H + 2 * pad < k or W + 2 * pad < k:
+            continue
+        exact = [_window_out(n, k, stride, pad, "exact") for n in (H, W)]
+        rounding = "exact" if all(float(v).is_integer() for v in exact) else str(rng.choice(["floor", "ceil"]))
+        out = [_window_out(n, k, stride, pad, rounding) for n in (H, W)]
+        if rounding == "ceil" and any((o - 1) * stride >= n + pad for o, n in zip(out, (H, W))):
+            continue  # a last window that would start in the padding: avoided, as Caffe and PyTorch do
+        layer = {"size": k, "stride": stride, "pad": pad}
+        if rounding != "exact":
+            layer["rounding"] = rounding
+        return layer, int(out[0]), int(out[1])
+    return None
+
+
+def _random_block(rng, C: int, H: int, W: int):
+    """A concat block (an inception-like module) or an add block (a residual block); returns it and its output."""
+    if rng.random() < 0.5:
+        branches, depth = [], 0
+        for _ in range(int(rng.integers(2, 4))):
+            kind = rng.choice(["1x1", "3x3", "5x5", "pool"])
+            F = int(rng.integers(1, 5))
+            if kind == "pool":
+                branch = [{"type": "pool", "size": 3, "stride": 1, "pad": 1, "mode": "max"},
+                          {"type": "conv", "filters": F, "size": 1}]
+            else:
+                k = int(kind[0])
+                branch = ([{"type": "conv", "filters": int(rng.integers(1, 4)), "size": 1}, {"type": "relu"}]
+                          if k > 1 else []) + [{"type": "conv", "filters": F, "size": k, "pad": k // 2}, {"type": "relu"}]
+            branches.append(branch)
+            depth += F
+        return {"type": "concat", "branches": branches, "name": "mixed"}, depth, H, W
+    F = int(rng.choice([C, C + 2]))
+    stride = 2 if (F != C and min(H, W) >= 3 and rng.random() < 0.7) else 1
+    rounding = {"rounding": "floor"} if stride == 2 and ((H - 1) % 2 or (W - 1) % 2) else {}
+    body = [{"type": "conv", "filters": F, "size": 3, "stride": stride, "pad": 1, "bias": False, **rounding},
+            {"type": "bn"}, {"type": "relu"},
+            {"type": "conv", "filters": F, "size": 3, "pad": 1, "bias": False}, {"type": "bn"}]
+    shortcut = ([] if (F == C and stride == 1) else
+                [{"type": "conv", "filters": F, "size": 1, "stride": stride, "bias": False, **rounding}, {"type": "bn"}])
+    if rng.random() < 0.5:
+        body, shortcut = shortcut, body   # the order of the branches must not matter
+    H, W = (H - 1) // stride + 1, (W - 1) // stride + 1
+    return {"type": "add", "branches": [body, shortcut], "name": "residual"}, F, H, W
+
+
+def random_architecture(rng: np.random.Generator, *, blocks: bool) -> tuple[list, tuple]:
+    """A random valid architecture in notebook 08's format and its (non-square) input shape.
+
+    3 to 8 layers of conv (strides 1-3, pads 0-2, sizes 1-5, groups, with and without bias, exact or
+    rounded), pool (max and avg, F=2,3, overlapping), relu and bn; with ``blocks=True`` one or two concat or
+    add blocks among them; a head of fc layers or global average pooling at the end (or none).
+    """
+    C = int(rng.choice([1, 2, 3, 4]))
+    H, W = int(rng.integers(9, 30)), int(rng.integers(9, 30))
+    if H == W:
+        W += 1
+    shape = (C, H, W)
+    layers = []
+    n_blocks = int(rng.integers(1, 3)) if blocks else 0
+    block_at = set(rng.choice(np.arange(1, 6), size=n_blocks, replace=False).tolist()) if n_blocks else set()
+    for position in range(int(rng.integers(3, 9))):
+        if position in block_at and min(H, W) >= 3:
+            block, C, H, W = _random_block(rng, C, H, W)
+            layers.append(block)
+            continue
+        kind = rng.choice(["conv", "conv", "conv", "pool", "relu", "bn"])
+        if kind in ("conv", "pool") and min(H, W) >= 2:
+            found = _random_window(rng, H, W, [1, 2, 3, 5] if kind == "conv" else [2, 3],
+                                   [1, 1, 2, 3] if kind == "conv" else [1, 2], [0, 0, 1, 2] if kind == "conv" else [0, 0, 1])
+            if found is None:
+                continue
+            window, H, W = found
+            if kind == "conv":
+                F = int(rng.integers(1, 7))
+                layer = {"type": "conv", "filters": F, **window}
+                if C % 2 == 0 and F % 2 == 0 and rng.random() < 0.3:
+                    layer["groups"] = 2
+                if rng.random() < 0.3:
+                    layer["bias"] = False
+                C = F
+            else:
+                layer = {"type": "pool", **window, "mode": str(rng.choice(["max", "avg"]))}
+            layers.append(layer)
+        elif kind in ("relu", "bn"):
+            layers.append({"type": str(kind)})
+    head = rng.choice(["fc", "fc2", "gap", "none"])
+    if head == "gap":
+        layers += [{"type": "gap"}, {"type": "fc", "units": int(rng.integers(2, 6))}]
+    elif head in ("fc", "fc2"):
+        if head == "fc2":
+            layers += [{"type": "fc", "units": int(rng.integers(3, 9)), "name": "hidden"}, {"type": "relu"}]
+        layers.append({"type": "fc", "units": int(rng.integers(2, 6)), "name": "scores"})
+    for index, layer in enumerate(layers):
+        if rng.random() < 0.3 and "name" not in layer:
+            layer["name"] = f"{layer['type']}{index}"
+    return layers, shape
+
+
+def architecture_cases(seed: int, *, blocks: bool, count: int = 12, named: dict | None = None) -> list[Case]:
+    """Cases ``(arch, input_shape)`` for layer_table: the ``named`` architectures ({label: (arch, shape)}),
+    then ``count`` random ones (see :func:`random_architecture`)."""
+    import copy
+
+    rng = np.random.default_rng(seed)
+    cases = [Case(label, (copy.deepcopy(arch), tuple(shape))) for label, (arch, shape) in (named or {}).items()]
+    for _ in range(count):
+        arch, shape = random_architecture(rng, blocks=blocks)
+        cases.append(Case(f"a random {'architecture with blocks' if blocks else 'stack'} of {len(arch)} layers "
+                          f"on {shape}: {_describe(arch)}", (arch, shape)))
+    return cases
+
+
+def _describe(arch: list) -> str:
+    parts = []
+    for layer in arch:
+        kind = layer["type"]
+        if kind == "conv":
+            parts.append(f"conv{layer['size']}x{layer['size']}/{layer.get('stride', 1)} pad {layer.get('pad', 0)}"
+                         + (f" groups {layer['groups']}" if layer.get("groups", 1) != 1 else "")
+                         + (" no bias" if layer.get("bias", True) is False else "")
+                         + (f" {layer['rounding']}" if "rounding" in layer else ""))
+        elif kind == "pool":
+            parts.append(f"{layer.get('mode', 'max')}pool{layer['size']}/{layer['stride']}"
+                         + (f" pad {layer['pad']}" if layer.get("pad") else "")
+                         + (f" {layer['rounding']}" if "rounding" in layer else ""))
+        elif kind in ("concat", "add"):
+            parts.append(f"{kind}[" + " | ".join(_describe(b) or "identity" for b in layer["branches"]) + "]")
+        elif kind == "fc":
+            parts.append(f"fc{layer['units']}")
+        else:
+            parts.append(kind)
+    return ", ".join(parts)
+
+
+def bad_architecture_cases(seed: int) -> list[Case]:
+    """Cases ``(arch, input_shape)`` whose sizes do not work out; each must raise ValueError: a fractional
+    output size with 'exact' rounding (in height only, in width only, in a pool, inside a block), a window
+    larger than the padded input, groups that do not divide the depth, branches that end in different sizes,
+    an add of different depths, an unknown layer type."""
+    rng = np.random.default_rng(seed)
+    conv = lambda F, k, s=1, p=0, **kw: {"type": "conv", "filters": F, "size": k, "stride": s, "pad": p, **kw}
+    raw = [
+        ("a 3x3 conv at stride 2 on 6x7 (height 2.5)", [conv(4, 3, 2)], (3, 6, 7)),
+        ("a 3x3 conv at stride 2 on 7x6 (width 2.5)", [conv(4, 3, 2)], (3, 7, 6)),
+        ("AlexNet's conv1 on 224x224 (54.25)", [conv(96, 11, 4)], (3, 224, 224)),
+        ("a 2x2 pool at stride 2 on 7x8", [conv(2, 3, 1, 1), {"type": "pool", "size": 2, "stride": 2}], (1, 7, 8)),
+        ("a 5x5 conv on a 3x4 input", [conv(2, 5)], (1, 3, 4)),
+        ("an fc layer, then a 3x3 conv on its 1x1 output", [{"type": "fc", "units": 4}, conv(2, 3)], (2, 5, 5)),
+        ("2 groups on 3 input channels", [conv(4, 3, 1, 1, groups=2)], (3, 6, 6)),
+        ("2 groups for 3 filters", [conv(3, 3, 1, 1, groups=2)], (4, 6, 6)),
+        ("concat of branches that end in 5x5 and 3x3",
+         [{"type": "concat", "branches": [[conv(2, 1)], [conv(2, 3)]]}], (2, 5, 5)),
+        ("add of depths 3 and 2", [{"type": "add", "branches": [[conv(3, 3, 1, 1)], []]}], (2, 5, 5)),
+        ("a fractional size inside an add block",
+         [{"type": "add", "branches": [[conv(2, 3, 2, 1)], [conv(2, 1, 2)]]}], (2, 6, 6)),
+        ("an unknown layer type 'dropout'", [conv(2, 3, 1, 1), {"type": "dropout"}], (1, 4, 4)),
+    ]
+    rng.shuffle(raw)
+    return [Case(label, (arch, shape)) for label, arch, shape in raw]
+
+
+MEMORY_SETTINGS = [  # (batch, dtype, optimizer)
+    (1, "float32", "sgd"), (8, "float32", "momentum"), (3, "float64", "adam"), (64, "float16", "rmsprop"),
+    (5, "float32", "adagrad"), (2, "float64", "nesterov"), (16, "float32", "adam"),
+]
+
+
+def memory_cases(seed: int, *, count: int = 7, settings=MEMORY_SETTINGS, named: dict | None = None) -> list[Case]:
+    """Cases ``(arch, input_shape, batch, dtype, optimizer)`` for training_memory: random architectures (with
+    and without blocks) under every batch size, dtype and optimizer of ``settings``; ``named`` architectures
+    ({label: (arch, shape)}) come first, each under the first setting and one other."""
+    import copy
+
+    rng = np.random.default_rng(seed)
+    cases = []
+    for n, (label, (arch, shape)) in enumerate((named or {}).items()):
+        for setting in (settings[0], settings[1 + n % (len(settings) - 1)]):
+            cases.append(Case(f"{label}, batch {setting[0]}, {setting[1]}, {setting[2]}",
+                              (copy.deepcopy(arch), tuple(shape)) + setting))
+    for i in range(count):
+        arch, shape = random_architecture(rng, blocks=i % 2 == 1)
+        setting = settings[i % len(settings)]
+        cases.append(Case(f"{_describe(arch)} on {shape}, batch {setting[0]}, {setting[1]}, {setting[2]}",
+                          (arch, shape) + setting))
+    return cases
+
+
+def batch_size_cases(seed: int, *, memory_of, named: dict | None = None) -> list[Case]:
+    """Cases ``(arch, memory_bytes, input_shape, dtype, optimizer)`` for max_batch_size.
+
+    ``memory_of(arch, input_shape, batch, dtype, optimizer)`` is the reference ``training_memory`` (a dict with
+    'activations', 'data' and 'total'); with it each architecture gets the memories at which the answer changes:
+    12 GiB; one byte less than k images need, with k so large that leaving the data out of an image's memory
+    would fit one more (so that mistake and rounding up give different answers); 0; exactly the parameters;
+    exactly 1 and k images, and one byte less than each. ``named`` ({label: (arch, shape)}) come first, then
+    random architectures.
+    """
+    import copy
+
+    rng = np.random.default_rng(seed)
+    archs = list((named or {}).items())
+    for i in range(4):
+        arch, shape = random_architecture(rng, blocks=i % 2 == 1)
+        archs.append((f"{_describe(arch)} on {shape}", (arch, shape)))
+    cases = []
+    for n, (label, (arch, shape)) in enumerate(archs):
+        _, dtype, optimizer = MEMORY_SETTINGS[n % len(MEMORY_SETTINGS)]
+        one = memory_of(copy.deepcopy(arch), tuple(shape), 1, dtype, optimizer)
+        per_image = one["activations"] + one["data"]
+        params_only = one["total"] - per_image
+        many = int(one["activations"] // one["data"]) + 2
+        k = int(rng.integers(2, 50))
+        for memory in [12 * 2 ** 30, params_only + many * per_image - 1, 0, params_only, one["total"] - 1,
+                       one["total"], params_only + k * per_image - 1, params_only + k * per_image]:
+            cases.append(Case(f"{label}, {memory:,} bytes, {dtype}, {optimizer}",
+                              (copy.deepcopy(arch), int(memory), tuple(shape), dtype, optimizer)))
+    return cases
+
+
+__all__ += ["FC_VOLUMES", "fc_to_conv_cases", "fc_to_conv_bad_cases", "conv_as_matrix_cases",
+            "conv_as_matrix_bad_cases", "random_architecture", "architecture_cases", "bad_architecture_cases",
+            "MEMORY_SETTINGS", "memory_cases", "batch_size_cases"]

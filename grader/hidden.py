@@ -230,3 +230,32 @@ def check_dtype(name: str, student: Callable, cases: Sequence[Case], *, output: 
                                f"{describe(value)}" + ("\n  Allocate the output with dtype=x.dtype (np.zeros(shape) "
                                                        "is float64)." if isinstance(value, np.ndarray) else ""))
     print(f"✓ {name} keeps {np.dtype(dtype).name} on {len(cases)} hidden cases")
+
+def failing_case(failure: BaseException, cases: Sequence[Case]) -> Case | None:
+    """The case that a failure message of :func:`check_function` names ("... for <label>..."), or None."""
+    text = str(failure)
+    named = [case for case in cases if f"for {case.label}" in text]
+    return max(named, key=lambda case: len(case.label)) if named else None
+
+
+def blame_dependency(failure: CheckFailure, cases: Sequence[Case], differs: Callable[[Case], bool],
+                     note: str) -> CheckFailure:
+    """The failure to raise when a function that builds on an earlier exercise fails.
+
+    ``differs(case)`` says whether the student's earlier function disagrees with the reference on the inputs of
+    ``case``. When it does on the failing case, the output was computed from wrong numbers: a named mistake
+    (which assumes the earlier function right) is dropped from the message, and ``note`` says where to look.
+    Otherwise the failure is returned unchanged. The score is the same either way: only the message differs.
+    """
+    case = failing_case(failure, cases)
+    try:
+        blamed = case is not None and differs(case)
+    except Exception:  # the earlier function crashes on these inputs: that is a difference too
+        blamed = True
+    if not blamed:
+        return failure
+    head = str(failure).split("\n  This is exactly what you get when")[0]
+    return CheckFailure(f"{head}\n  {note}")
+
+
+__all__ += ["failing_case", "blame_dependency"]

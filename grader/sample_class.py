@@ -55,6 +55,11 @@ CLASSIC_BUGS: dict[str, Bug] = {
     "06_1x1_and_dilated": Bug("receptive_field", "size += dilation * (filter_size - 1) * jump",
                               "size += dilation * (filter_size - 1)",
                               "the receptive field ignores the stride of earlier layers"),
+    "07_fc_to_conv": Bug("fc_to_conv", "w_conv = W_fc.T.reshape(F, C, H, W)",
+                         "w_conv = W_fc.T.reshape(F, H, W, C).transpose(0, 3, 1, 2)",
+                         "the FC weights are read H-major, as if the volume had been flattened (H, W, C)"),
+    "08_vgg_memory": Bug("layer_table", "biases = F if layer.get('bias', True) else 0", "biases = 0",
+                         "the biases of the conv layers are left out of the parameter count"),
 }
 
 STUDENTS = {
