@@ -524,7 +524,8 @@ def conv_as_matrix_cases(seed: int, *, dtype=np.float64) -> list[Case]:
     rng = np.random.default_rng(seed)
     cases = []
     for s in CONV_SHAPES:
-        in_shape = (s.C, conv_input_size(s.H_out, s.HH, s.stride, s.pad), conv_input_size(s.W_out, s.WW, s.stride, s.pad))
+        in_shape = (s.C, conv_input_size(s.H_out, s.HH, s.stride, s.pad),
+                    conv_input_size(s.W_out, s.WW, s.stride, s.pad))
         w = rng.standard_normal((s.F, s.C, s.HH, s.WW)).astype(dtype)
         b = rng.standard_normal(s.F).astype(dtype)
         conv_param = {"stride": s.stride, "pad": s.pad}
@@ -590,8 +591,9 @@ def _random_block(rng, C: int, H: int, W: int):
                           {"type": "conv", "filters": F, "size": 1}]
             else:
                 k = int(kind[0])
-                branch = ([{"type": "conv", "filters": int(rng.integers(1, 4)), "size": 1}, {"type": "relu"}]
-                          if k > 1 else []) + [{"type": "conv", "filters": F, "size": k, "pad": k // 2}, {"type": "relu"}]
+                reduce = [{"type": "conv", "filters": int(rng.integers(1, 4)), "size": 1}, {"type": "relu"}]
+                branch = (reduce if k > 1 else []) + [{"type": "conv", "filters": F, "size": k, "pad": k // 2},
+                                                      {"type": "relu"}]
             branches.append(branch)
             depth += F
         return {"type": "concat", "branches": branches, "name": "mixed"}, depth, H, W
@@ -601,8 +603,9 @@ def _random_block(rng, C: int, H: int, W: int):
     body = [{"type": "conv", "filters": F, "size": 3, "stride": stride, "pad": 1, "bias": False, **rounding},
             {"type": "bn"}, {"type": "relu"},
             {"type": "conv", "filters": F, "size": 3, "pad": 1, "bias": False}, {"type": "bn"}]
-    shortcut = ([] if (F == C and stride == 1) else
-                [{"type": "conv", "filters": F, "size": 1, "stride": stride, "bias": False, **rounding}, {"type": "bn"}])
+    projection = [{"type": "conv", "filters": F, "size": 1, "stride": stride, "bias": False, **rounding},
+                  {"type": "bn"}]
+    shortcut = [] if (F == C and stride == 1) else projection
     if rng.random() < 0.5:
         body, shortcut = shortcut, body   # the order of the branches must not matter
     H, W = (H - 1) // stride + 1, (W - 1) // stride + 1
@@ -631,8 +634,9 @@ def random_architecture(rng: np.random.Generator, *, blocks: bool) -> tuple[list
             continue
         kind = rng.choice(["conv", "conv", "conv", "pool", "relu", "bn"])
         if kind in ("conv", "pool") and min(H, W) >= 2:
-            found = _random_window(rng, H, W, [1, 2, 3, 5] if kind == "conv" else [2, 3],
-                                   [1, 1, 2, 3] if kind == "conv" else [1, 2], [0, 0, 1, 2] if kind == "conv" else [0, 0, 1])
+            sizes, strides, pads = (([1, 2, 3, 5], [1, 1, 2, 3], [0, 0, 1, 2]) if kind == "conv"
+                                    else ([2, 3], [1, 2], [0, 0, 1]))
+            found = _random_window(rng, H, W, sizes, strides, pads)
             if found is None:
                 continue
             window, H, W = found
@@ -704,7 +708,8 @@ def bad_architecture_cases(seed: int) -> list[Case]:
     larger than the padded input, groups that do not divide the depth, branches that end in different sizes,
     an add of different depths, an unknown layer type."""
     rng = np.random.default_rng(seed)
-    conv = lambda F, k, s=1, p=0, **kw: {"type": "conv", "filters": F, "size": k, "stride": s, "pad": p, **kw}
+    def conv(F, k, s=1, p=0, **kw):
+        return {"type": "conv", "filters": F, "size": k, "stride": s, "pad": p, **kw}
     raw = [
         ("a 3x3 conv at stride 2 on 6x7 (height 2.5)", [conv(4, 3, 2)], (3, 6, 7)),
         ("a 3x3 conv at stride 2 on 7x6 (width 2.5)", [conv(4, 3, 2)], (3, 7, 6)),

@@ -39,6 +39,8 @@ GRADED = {
     "max_pool_backward_im2col": "05_im2col",
     "conv1x1_forward": "06_1x1_and_dilated", "conv_forward_dilated": "06_1x1_and_dilated",
     "conv_backward_dilated": "06_1x1_and_dilated", "receptive_field": "06_1x1_and_dilated",
+    "fc_to_conv": "07_fc_to_conv", "conv_as_matrix": "07_fc_to_conv",
+    "layer_table": "08_vgg_memory", "training_memory": "08_vgg_memory", "max_batch_size": "08_vgg_memory",
 }
 
 
@@ -198,6 +200,7 @@ def test_every_convolution_refuses_filters_that_do_not_fit():
 ASPECTS = ("_errors", "_dtype", "_cache")
 # For these geometry functions, refusing a size that does not fit is the exercise itself, not a side rule.
 ERRORS_ARE_THE_POINT = {"test_conv_output_size", "test_same_padding"}
+LAYER = re.compile(r"forward|backward|im2col|col2im")   # the layers; accounting functions weigh their errors freely
 
 
 @pytest.mark.parametrize("assignment", sorted(SOURCES))
@@ -206,7 +209,7 @@ def test_side_rules_are_worth_at_most_a_fifth_of_a_layer(assignment):
     nb = cells.read(SOURCES[assignment])
     points = {cells.grade_id(c): cells.points(c) for c in nb.cells if cells.is_test(c)}
     for gid, value in points.items():
-        if gid.endswith(ASPECTS) or gid in ERRORS_ARE_THE_POINT:
+        if gid.endswith(ASPECTS) or gid in ERRORS_ARE_THE_POINT or not LAYER.search(gid):
             continue
         side = sum(v for g, v in points.items() if g.startswith(gid + "_") and g.endswith(ASPECTS) and g != gid)
         assert side <= 0.2 * (value + side) + 1e-9, \
