@@ -64,6 +64,8 @@ ONE_MISTAKE = [  # (assignment, the broken exercise, its text substitution, the 
     ("05_im2col", Bug("col2im", "] += cols6", "] = cols6", "= for +="), {"test_col2im"}),
     ("04_pooling", Bug("l2_pool_forward_naive", "out = np.sqrt(sum_of_squares)", "out = sum_of_squares",
                        "no square root"), {"test_l2_pool_forward_naive"}),
+    ("08_vgg_memory", Bug("layer_table", "biases = F if layer.get('bias', True) else 0", "biases = 0",
+                          "conv biases left out"), {"test_layer_table", "test_layer_table_blocks"}),
 ]
 
 
