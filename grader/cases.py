@@ -791,3 +791,140 @@ def batch_size_cases(seed: int, *, memory_of, named: dict | None = None) -> list
 __all__ += ["FC_VOLUMES", "fc_to_conv_cases", "fc_to_conv_bad_cases", "conv_as_matrix_cases",
             "conv_as_matrix_bad_cases", "random_architecture", "architecture_cases", "bad_architecture_cases",
             "MEMORY_SETTINGS", "memory_cases", "batch_size_cases"]
+
+
+# --- 09_train_convnet: losses, the ConvNet's loss and gradients, SGD with momentum, the training loop ---------
+
+SOFTMAX_SHAPES = [(5, 10), (1, 3), (4, 2), (7, 5), (3, 10)]   # (N, K): N = 1, K = 2, K = 10
+
+
+def softmax_cases(seed: int, *, large: bool = False) -> list[Case]:
+    """Cases ``(scores, y)`` for a softmax loss: scores of shape (N, K), integer labels of shape (N,).
+
+    With ``large=True`` every row is shifted by a different offset between -1000 and 1000 and spread over
+    about 50: ``exp`` of such scores overflows (or underflows to 0 for a whole row), so only an
+    implementation that subtracts each row's own maximum stays finite. The row offsets differ, so
+    subtracting one maximum for the whole batch fails too.
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+    for N, K in SOFTMAX_SHAPES:
+        scores = rng.standard_normal((N, K)) * (20.0 if large else 2.0)
+        if large:
+            scores += rng.uniform(-1000, 1000, size=(N, 1))
+            scores[0] += 1000.0 - scores[0].max()        # one row reaches 1000: exp overflows there for certain
+        y = rng.integers(0, K, size=N)
+        cases.append(Case(case_label(scores=scores, y=y), (scores, y)))
+    return cases
+
+
+L2_SHAPES = [(6, 1), (1, 3), (4, 2), (5, 4)]   # (N, D): one output per example, N = 1, D > 1
+
+
+def l2_cases(seed: int) -> list[Case]:
+    """Cases ``(pred, target)`` of the same shape (N, D) for an L2 loss; D > 1 in most, so averaging over
+    all N * D elements instead of over the N examples shows."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for N, D in L2_SHAPES:
+        pred, target = rng.standard_normal((N, D)) * 3, rng.standard_normal((N, D)) * 3
+        cases.append(Case(case_label(pred=pred, target=target), (pred, target)))
+    return cases
+
+
+class ConvNetShape(NamedTuple):
+    """The net INPUT -> [CONV -> RELU -> POOL] x 2 -> FC -> RELU -> FC: input (N, C, H, W), F1 and F2
+    filters of size fs ('same' padding), a hidden FC layer of D units, K outputs."""
+
+    N: int
+    C: int
+    H: int
+    W: int
+    F1: int
+    F2: int
+    fs: int
+    D: int
+    K: int
+
+
+CONVNET_SHAPES = [
+    ConvNetShape(N=2, C=1, H=8, W=8, F1=3, F2=4, fs=3, D=5, K=10),    # the digits' geometry, small
+    ConvNetShape(N=1, C=2, H=4, W=4, F1=2, F2=3, fs=3, D=4, K=3),     # N = 1, two channels, 1x1 after the pools
+    ConvNetShape(N=3, C=1, H=12, W=8, F1=2, F2=2, fs=5, D=3, K=4),    # 5x5 filters (pad 2), non-square input
+    ConvNetShape(N=2, C=3, H=8, W=4, F1=4, F2=2, fs=3, D=6, K=1),     # one output, as in a regression
+    ConvNetShape(N=2, C=1, H=4, W=8, F1=1, F2=1, fs=1, D=2, K=2),     # 1x1 filters (pad 0), F1 = F2 = 1
+]
+
+
+def convnet_params(rng: np.random.Generator, s: ConvNetShape) -> dict:
+    """Random parameters (float64) of the net of shape ``s``, scaled so that about half the units are active."""
+    flat = s.F2 * (s.H // 4) * (s.W // 4)
+    shapes = {"W1": (s.F1, s.C, s.fs, s.fs), "b1": (s.F1,), "W2": (s.F2, s.F1, s.fs, s.fs), "b2": (s.F2,),
+              "W3": (flat, s.D), "b3": (s.D,), "W4": (s.D, s.K), "b4": (s.K,)}
+    return {name: rng.standard_normal(shape) * (0.1 if name.startswith("b") else 0.6) for name, shape in shapes.items()}
+
+
+def convnet_cases(seed: int, *, upstream: bool = False) -> list[Case]:
+    """Cases ``(params, X)``, or ``(params, X, g)`` with ``upstream=True`` (``g`` of the scores' shape (N, K),
+    a fixed upstream gradient), for the ConvNet of CONVNET_SHAPES."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for s in CONVNET_SHAPES:
+        params = convnet_params(rng, s)
+        X = rng.standard_normal((s.N, s.C, s.H, s.W))
+        label = case_label(X=X, W1=params["W1"], W2=params["W2"], W3=params["W3"], W4=params["W4"])
+        if upstream:
+            g = rng.standard_normal((s.N, s.K))
+            cases.append(Case(label + f", g: {g.shape}", (params, X, g)))
+        else:
+            cases.append(Case(label, (params, X)))
+    return cases
+
+
+def momentum_cases(seed: int, *, velocity: bool) -> list[Case]:
+    """Cases ``(w, dws, config)``: a parameter, the gradients of 1 to 4 successive steps, and the config of
+    the first step. With ``velocity=True`` the config holds a random ``'velocity'`` (the rule must use it);
+    with ``velocity=False`` it has none (the rule must start from zero and keep its velocity in the config).
+    Some configs leave out the learning rate (default 1e-2); momentum 0 and 0.99 are among them."""
+    rng = np.random.default_rng(seed)
+    configs = [{"learning_rate": 0.1, "momentum": 0.9},
+               {"learning_rate": 0.05, "momentum": 0.5},
+               {"momentum": 0.99},
+               {"learning_rate": 1e-3, "momentum": 0.0},
+               {"learning_rate": 0.2, "momentum": 0.7}]
+    shapes = [(4, 5), (3,), (2, 3, 3, 3), (6,), (5, 2)]
+    cases = []
+    for config, shape, steps in zip(configs, shapes, [3, 2, 4, 2, 3]):
+        w = rng.standard_normal(shape)
+        dws = [rng.standard_normal(shape) for _ in range(steps)]
+        config = dict(config)
+        if velocity:
+            config["velocity"] = rng.standard_normal(shape)
+        cases.append(Case(case_label(w=w, steps=steps, config=sorted(config)), (w, dws, config)))
+    return cases
+
+
+def line_fit_cases(seed: int) -> list[Case]:
+    """Cases ``(X, y, batch_size, num_epochs, seed)`` for a training loop on a least-squares line fit:
+    23 examples of 3 features, so batches of 5 or 4 end with a smaller batch, 23 is one full batch and
+    1 is plain stochastic gradient descent."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((23, 3))
+    y = X @ np.array([1.5, -2.0, 0.5]) + 0.3 + 0.1 * rng.standard_normal(23)
+    settings = [(5, 3, 0), (23, 2, 1), (4, 2, 7), (1, 1, 3), (6, 4, 11)]
+    return [Case(f"X: {X.shape}, batch_size={b}, num_epochs={e}, seed={s}", (X, y, b, e, s)) for b, e, s in settings]
+
+
+__all__ += ["SOFTMAX_SHAPES", "softmax_cases", "L2_SHAPES", "l2_cases", "ConvNetShape", "CONVNET_SHAPES",
+            "convnet_params", "convnet_cases", "momentum_cases", "line_fit_cases"]
+
+
+def l2_misfit_cases(seed: int) -> list[Case]:
+    """Cases ``(pred, target)`` whose shapes differ, although ``pred - target`` would broadcast for most:
+    (N, 1) against (N,) either way round, N = 1, transposed, and targets with one row for the batch."""
+    rng = np.random.default_rng(seed)
+    pairs = [((5, 1), (5,)), ((1, 1), (1,)), ((4,), (4, 1)), ((3, 2), (2, 3)), ((2, 1), (1, 1)), ((3, 4), (1, 4))]
+    return [Case(f"pred: {p}, target: {t}", (rng.standard_normal(p), rng.standard_normal(t))) for p, t in pairs]
+
+
+__all__ += ["l2_misfit_cases"]

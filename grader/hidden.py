@@ -259,3 +259,28 @@ def blame_dependency(failure: CheckFailure, cases: Sequence[Case], differs: Call
 
 
 __all__ += ["failing_case", "blame_dependency"]
+
+
+def numbers_as_arrays(fn: Callable) -> Callable:
+    """``fn`` with the plain numbers of its result returned as 0-d arrays, for :func:`check_function`.
+
+    A loss function returns ``(loss, dscores)`` with ``loss`` a float; ``check_function`` compares arrays. This
+    wrapper turns a number (and only a number: ``None`` or a string stays as it is, so the message about it
+    stays precise) into ``np.asarray(number)``, in a tuple result or as the whole result.
+    """
+    def as_array(value: Any) -> Any:
+        if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+            return np.asarray(value)
+        return value
+
+    def wrapped(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        if isinstance(result, tuple):
+            return tuple(as_array(v) for v in result)
+        return as_array(result)
+
+    wrapped.__name__ = getattr(fn, "__name__", "wrapped")
+    return wrapped
+
+
+__all__ += ["numbers_as_arrays"]

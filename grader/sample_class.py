@@ -60,6 +60,8 @@ CLASSIC_BUGS: dict[str, Bug] = {
                          "the FC weights are read H-major, as if the volume had been flattened (H, W, C)"),
     "08_vgg_memory": Bug("layer_table", "biases = F if layer.get('bias', True) else 0", "biases = 0",
                          "the biases of the conv layers are left out of the parameter count"),
+    "09_train_convnet": Bug("softmax_loss", "dscores /= N", "",
+                            "the softmax gradient is not divided by the batch size"),
 }
 
 STUDENTS = {

@@ -41,6 +41,8 @@ GRADED = {
     "conv_backward_dilated": "06_1x1_and_dilated", "receptive_field": "06_1x1_and_dilated",
     "fc_to_conv": "07_fc_to_conv", "conv_as_matrix": "07_fc_to_conv",
     "layer_table": "08_vgg_memory", "training_memory": "08_vgg_memory", "max_batch_size": "08_vgg_memory",
+    "softmax_loss": "09_train_convnet", "l2_loss": "09_train_convnet", "convnet_loss": "09_train_convnet",
+    "sgd_momentum": "09_train_convnet", "train": "09_train_convnet",
 }
 
 
