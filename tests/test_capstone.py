@@ -7,6 +7,7 @@ graded as a whole through the trusted grader.
   regression on the digit's value does clearly worse.
 * A complete submission gets full marks, the release as handed out gets 0, and the classic bug (the softmax
   gradient not divided by the batch size) costs the softmax exercise and the accuracy test, nothing else.
+  (The CS231n-style student of grader/sample_cs231n.py is graded by tests/test_course_points.py.)
 """
 from __future__ import annotations
 
@@ -150,6 +151,7 @@ def test_the_classic_bug_costs_the_softmax_and_the_trained_accuracy_only(tmp_pat
     bug = CLASSIC_BUGS[ASSIGNMENT]
     scores, messages = grade(_submit(tmp_path, filled_notebook(COURSE, ASSIGNMENT, SOURCE.name, bug=bug)))
     lost = {gid for gid, (score, best) in scores.items() if score < best}
-    assert "test_softmax_loss" in lost
-    assert lost <= {"test_softmax_loss", "test_softmax_loss_stability", "test_train_digits"}, lost
+    # The stability cell compares softmax_loss with itself, so the missing mean is charged once; the accuracy test
+    # trains the assembled network and depends on every exercise by design.
+    assert lost == {"test_softmax_loss", "test_train_digits"}, lost
     assert "the mean over the batch is forgotten in the gradient" in messages["test_softmax_loss"]
