@@ -23,6 +23,7 @@ from grader import cells
 from grader.course import REPO_ROOT, Course
 from grader.reference import reference
 from grader.sample_class import CLASSIC_BUGS, filled_notebook
+from workbook.checks import CheckFailure
 from workbook.datasets import load_digits
 
 ASSIGNMENT = "09_train_convnet"
@@ -99,16 +100,59 @@ def test_the_graded_seeds_reach_97_percent_too(ref):
 def test_regression_on_the_value_is_worse_than_classification(ref, classifier):
     """The notes' advice, measured: same body, init, optimizer and budget; one output and the L2 loss."""
     params, _, _ = classifier
-    mean, std = ref.y_train.mean(), ref.y_train.std()
-    targets = ((ref.y_train - mean) / std)[:, None]
     with threadpool_limits(limits=1):
-        reg, _ = ref.train(lambda p, X, t: ref.convnet_loss(p, X, t, ref.l2_loss), ref.init_convnet(num_outputs=1, seed=0),
-                           ref.X_train, targets, update_rule=ref.sgd_momentum, seed=1, progress=False, **ref.SETUP)
-    digits = np.clip(np.rint(ref.convnet_loss(reg, ref.X_test)[:, 0] * std + mean), 0, 9)
-    regression = float(np.mean(digits == ref.y_test))
+        reg, _ = ref.train(ref.regression_loss, ref.init_convnet(num_outputs=1, seed=0), ref.X_train,
+                           ref.value_targets(ref.y_train), update_rule=ref.sgd_momentum, seed=1, progress=False,
+                           **ref.SETUP)
+    regression = ref.regression_accuracy(reg, ref.X_test, ref.y_test)
     classification = ref.accuracy(params, ref.X_test, ref.y_test)
     assert regression < 0.85 <= 0.97 <= classification
     assert classification - regression > 0.2
+
+
+# -- the named mistakes of the softmax, without a kernel ----------------------------------------------------------
+
+def hidden_part(grade_id: str) -> str:
+    [cell] = [c for c in cells.read(SOURCE).cells if cells.grade_id(c) == grade_id]
+    lines, inside = [], False
+    for line in cell.source.splitlines():
+        if line.strip() == cells.BEGIN_HIDDEN:
+            inside = True
+        elif line.strip() == cells.END_HIDDEN:
+            inside = False
+        elif inside:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def naive_softmax(scores, y):
+    probs = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    N = len(y)
+    dscores = probs.copy()
+    dscores[np.arange(N), y] -= 1
+    return float(-np.mean(np.log(probs[np.arange(N), y]))), dscores / N
+
+
+def batch_max_softmax(scores, y):
+    return naive_softmax(scores - scores.max(), y)
+
+
+@pytest.mark.parametrize("softmax", [naive_softmax, batch_max_softmax], ids=["no shift", "one maximum per batch"])
+def test_softmax_without_each_rows_maximum_is_named_and_charged_once(softmax):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        exec(hidden_part("test_softmax_loss"), {"np": np, "softmax_loss": softmax})   # small scores: correct
+        with pytest.raises(CheckFailure, match="without first subtracting each row's own maximum"):
+            exec(hidden_part("test_softmax_loss_stability"), {"np": np, "softmax_loss": softmax})
+
+
+def test_the_missing_mean_is_named_by_the_loss_test_only(ref):
+    def no_mean(scores, y):
+        loss, dscores = ref.softmax_loss(scores, y)
+        return loss, dscores * len(y)
+
+    with pytest.raises(CheckFailure, match="the mean over the batch is forgotten in the gradient"):
+        exec(hidden_part("test_softmax_loss"), {"np": np, "softmax_loss": no_mean})
+    exec(hidden_part("test_softmax_loss_stability"), {"np": np, "softmax_loss": no_mean})
 
 
 # -- graded through the trusted grader ---------------------------------------------------------------------------
