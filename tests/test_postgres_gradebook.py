@@ -87,7 +87,7 @@ def test_autograde_and_export_with_a_postgresql_gradebook(toy_course, postgres, 
             cell.source = "def offset(x):\n    return x + 1"
     submit(course, "dana", nb)
     report = autograde(course, log=lambda *_: None)
-    assert [o.ok for o in report.outcomes] == [True]
+    assert [r.ok for r in report.results] == [True]
     assert not course.db_path.exists(), "the SQLite gradebook must not be used when a database URL is given"
     table = read_scores(course)
     assert table.students == ["dana"]

@@ -96,25 +96,51 @@ class KernelSession:
         self.restarts = 0
         self.sandbox_mode = "none"
         self.degraded = True
+        self.student_seconds = 0.0   # time spent running code in the kernel (student cells and calls)
+        self.startup_seconds = 0.0   # time spent waiting for kernels to become ready
+        self._launched = None        # (km, kc, monotonic start) of a kernel launched but not yet waited on
 
     # -- life cycle ---------------------------------------------------------------------------------------------
-    def start(self) -> None:
+    def launch(self) -> None:
+        """Start the kernel process without waiting for it: it boots while the caller does other work.
+
+        :meth:`start` (or the first :meth:`ready`) waits for it. A warm grading worker launches the next
+        submission's kernel this way before it finishes the current one.
+        """
+        if self._launched is not None or self.km is not None:
+            return
         self.generation += 1
         km = make_kernel_manager(self.workdir, self.options.sandbox)
         km.start_kernel(cwd=str(self.workdir), env=kernel_env(self.workdir, self.options.execution),
                         extra_arguments=["--HistoryManager.hist_file=:memory:"])
         kc = km.client()
         kc.start_channels()
+        self._launched = (km, kc, time.monotonic())
+
+    def ready(self) -> None:
+        """Wait for the launched kernel and install the grading bridge (launching it first if needed)."""
+        if self.km is not None:
+            return
+        self.launch()
+        km, kc, launched = self._launched
+        self._launched = None
+        waited = time.monotonic()
         try:
-            kc.wait_for_ready(timeout=self.options.startup_timeout)
+            kc.wait_for_ready(timeout=max(0.1, self.options.startup_timeout - (waited - launched)))
         except RuntimeError as err:
             kc.stop_channels()
             self._kill(km)
             raise KernelUnavailable(f"the grading kernel did not start: {err}") from err
+        finally:
+            self.startup_seconds += time.monotonic() - waited
         self.km, self.kc = km, kc
         self.sandbox_mode = getattr(km, "sandbox_mode", "none")
         self.degraded = bool(getattr(km, "degraded", self.sandbox_mode != "bwrap"))
         self.install_bridge()
+
+    def start(self) -> None:
+        self.launch()
+        self.ready()
 
     def install_bridge(self) -> None:
         result = self.run(wire.KERNEL_SOURCE, self.options.startup_timeout, silent=True)
@@ -138,6 +164,11 @@ class KernelSession:
 
     def kill(self) -> None:
         """Stop the kernel at once (SIGKILL to its whole process group)."""
+        if self._launched is not None:
+            km, kc, _ = self._launched
+            self._launched = None
+            kc.stop_channels()
+            self._kill(km)
         if self.kc is not None:
             self.kc.stop_channels()
         if self.km is not None:
@@ -242,6 +273,7 @@ class KernelSession:
                 else:
                     result.outputs.append(output)
         result.seconds = time.monotonic() - started
+        self.student_seconds += result.seconds
         return result
 
     def fatal_output(self, result: RunResult, limit: float) -> NotebookNode:
