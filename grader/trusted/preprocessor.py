@@ -24,11 +24,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from .. import cells
-from ..course import Course, CourseError
+from ..course import Course
 from .audit import ImportAudit
 from .engine import GradingError, grade_in_place
 from .settings import TrustedSettings
