@@ -156,40 +156,64 @@ def grade_task(task: dict, grader: Grader | None = None) -> dict:
     return result.to_dict()
 
 
+def _ready() -> bool:
+    return _WORKER is not None
+
+
 class LocalBackend:
-    """Warm worker processes on this machine (``workers`` of them), or this process itself for one worker."""
+    """Warm worker processes on this machine (``workers`` of them), or this process itself for one worker.
+
+    :meth:`start` brings the workers up (each loads the course and the references and is ready to launch a
+    kernel) while this process records the assignments and reads the submissions.
+    """
 
     def __init__(self, course: Course, sandbox: tuple[str, str], workers: int, assignments: list[str]):
         self.workers = workers
         self.course, self.sandbox, self.assignments = course, sandbox, assignments
         self.where = "this machine"
+        self.pool: ProcessPoolExecutor | None = None
+        self.grader: Grader | None = None
 
-    def run(self, tasks: Iterator[Task]) -> Iterator[dict]:
+    def start(self) -> None:
         if self.workers == 1:
-            with Grader(self.course, sandbox=self.sandbox) as grader:
-                for task in tasks:
-                    yield grade_task(task.as_dict(), grader)
+            self.grader = Grader(self.course, sandbox=self.sandbox)
+            if self.assignments:
+                self.grader.prelaunch(self.assignments[0])
             return
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")  # never fork a process holding kernels' sockets and threads
-        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_pool_init,
-                                 initargs=(str(self.course.root), self.course.database, self.sandbox,
-                                           self.assignments)) as pool:
-            pending: set[Future] = set()
-            exhausted = False
-            while pending or not exhausted:
-                while not exhausted and len(pending) < 2 * self.workers:
-                    task = next(tasks, None)
-                    if task is None:
-                        exhausted = True
-                    else:
-                        pending.add(pool.submit(grade_task, task.as_dict()))
-                if not pending:
-                    break
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_pool_init,
+                                        initargs=(str(self.course.root), self.course.database, self.sandbox,
+                                                  self.assignments))
+        for _ in range(self.workers):
+            self.pool.submit(_ready)   # start every worker now
+
+    def close(self) -> None:
+        if self.grader is not None:
+            self.grader.close()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def run(self, tasks: Iterator[Task]) -> Iterator[dict]:
+        if self.grader is not None:
+            for task in tasks:
+                yield grade_task(task.as_dict(), self.grader)
+            return
+        pending: set[Future] = set()
+        exhausted = False
+        while pending or not exhausted:
+            while not exhausted and len(pending) < 2 * self.workers:
+                task = next(tasks, None)
+                if task is None:
+                    exhausted = True
+                else:
+                    pending.add(self.pool.submit(grade_task, task.as_dict()))
+            if not pending:
+                break
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
 
 
 # -- the run ---------------------------------------------------------------------------------------------------------
@@ -232,14 +256,10 @@ def autograde(course: Course, assignments: list[str] | None = None, students: li
                             f"(submissions go in submitted/<student>/<assignment>/<notebook>.ipynb)")
     report = RunReport()
     state = GradingState(course.db_url)
+    backend = None
     try:
-        for assignment in sorted({s.assignment for s in subs}):
-            if record_assignment(course, assignment, state):
-                report.recorded.append(assignment)
-        source_sha = {}
         grader_for_reading = Grader(course, config, sandbox=status)
-        for sub in subs:
-            source_sha[(sub.assignment, sub.notebook)] = grader_for_reading.source(sub.assignment, sub.notebook)[1]
+        source_sha = {(s.assignment, s.notebook): grader_for_reading.source(s.assignment, s.notebook)[1] for s in subs}
         todo: list[Submission] = []
         data: dict[tuple[str, str, str], bytes] = {}
         for sub in subs:
@@ -254,6 +274,19 @@ def autograde(course: Course, assignments: list[str] | None = None, students: li
                 data.pop((sub.student, sub.assignment, sub.notebook), None)
             else:
                 todo.append(sub)
+        todo_assignments = sorted({s.assignment for s in todo})
+        if scheduler:
+            from .distributed import DaskBackend
+            backend = DaskBackend(course, scheduler, todo_assignments, sandbox)
+        else:
+            backend = LocalBackend(course, status, min(workers or os.cpu_count() or 1, max(1, len(todo))),
+                                   todo_assignments)
+        report.workers, report.where = backend.workers, backend.where
+        if todo:
+            backend.start()   # workers warm up while this process records the assignments
+        for assignment in todo_assignments:
+            if record_assignment(course, assignment, state):
+                report.recorded.append(assignment)
 
         sanitize = Sanitizer(course, config)
 
@@ -275,13 +308,6 @@ def autograde(course: Course, assignments: list[str] | None = None, students: li
             return Task(sub.student, sub.assignment, sub.notebook, nbformat.writes(nb).encode("utf-8"),
                         result.submission_sha256)
 
-        if scheduler:
-            from .distributed import DaskBackend
-            backend = DaskBackend(course, scheduler, sorted({s.assignment for s in todo}), sandbox)
-        else:
-            backend = LocalBackend(course, status, workers or os.cpu_count() or 1,
-                                   sorted({s.assignment for s in todo}))
-        report.workers, report.where = backend.workers, backend.where
         writer = Writer(course, config, state)
         failed: list[GradingResult] = []
 
@@ -306,6 +332,8 @@ def autograde(course: Course, assignments: list[str] | None = None, students: li
             if progress is not None:
                 progress.stop()
     finally:
+        if backend is not None:
+            backend.close()
         state.close()
     report.seconds = time.monotonic() - started
     return report

@@ -86,17 +86,22 @@ class DaskBackend:
         self.workers = max(1, sum(w.get("nthreads", 1) for w in info["workers"].values()))
         self.where = f"the Dask cluster at {scheduler} ({len(info['workers'])} worker(s))"
 
+    def start(self) -> None:
+        [self.bundle_future] = self.client.scatter([self.bundle], broadcast=True)
+
     def run(self, tasks: Iterator) -> Iterator[dict]:
         from distributed import as_completed
 
+        futures = [self.client.submit(dask_grade, self.bundle_future, task.as_dict(), self.sandbox, pure=False,
+                                      key=f"grade-{task.student}-{task.assignment}-{task.notebook}-"
+                                          f"{task.submission_sha256[:12]}")
+                   for task in tasks]
+        for future in as_completed(futures):
+            yield future.result()
+
+    def close(self) -> None:
         try:
-            [bundle] = self.client.scatter([self.bundle], broadcast=True)
-            futures = [self.client.submit(dask_grade, bundle, task.as_dict(), self.sandbox, pure=False,
-                                          key=f"grade-{task.student}-{task.assignment}-{task.notebook}-"
-                                              f"{task.submission_sha256[:12]}")
-                       for task in tasks]
-            for future in as_completed(futures):
-                yield future.result()
+            if getattr(self, "bundle_future", None) is not None:
+                self.client.run(dask_close)
         finally:
-            self.client.run(dask_close)
             self.client.close()
