@@ -16,6 +16,7 @@ graded cell; the others go on at full speed.
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import time
@@ -28,6 +29,7 @@ import nbformat
 
 from .core import Grader, GradingResult, SubmissionProblem, read_submission, sha256
 from .course import Course, CourseError
+from .trusted.session import BLAS_THREAD_VARIABLES
 
 
 class NoSubmissions(CourseError):
@@ -134,10 +136,11 @@ class Task:
 _WORKER: Grader | None = None
 
 
-def _pool_init(root: str, database: str | None, sandbox: tuple[str, str], assignments: list[str]) -> None:
+def _pool_init(root: str, database: str | None, sandbox: tuple[str, str], assignments: list[str],
+               blas_threads: int) -> None:
     global _WORKER
     os.environ.setdefault("MPLBACKEND", "Agg")
-    _WORKER = Grader(Course(Path(root), database), sandbox=sandbox)
+    _WORKER = Grader(Course(Path(root), database), sandbox=sandbox, blas_threads=blas_threads)
     for assignment in assignments:
         _WORKER.warm_up(assignment)
     import atexit
@@ -151,9 +154,32 @@ def grade_task(task: dict, grader: Grader | None = None) -> dict:
     """Grade one task in a worker; return the result as plain data."""
     grader = grader or _WORKER
     assert grader is not None, "grade_task needs a Grader (worker not initialised)"
-    result = grader.grade(task["assignment"], task["student"], task["data"], notebook=task["notebook"],
-                          submission_sha256=task["submission_sha256"], prefetch=task["prefetch"])
+    try:
+        result = grader.grade(task["assignment"], task["student"], task["data"], notebook=task["notebook"],
+                              submission_sha256=task["submission_sha256"], prefetch=task["prefetch"])
+    except Exception as err:  # a fault of the grader itself on this notebook: this one fails, by name; the class goes on
+        import traceback
+
+        where = traceback.extract_tb(err.__traceback__)[-1]
+        result = GradingResult(task["assignment"], task["notebook"], task["student"], task["submission_sha256"])
+        result.problem = (f"the grader failed on this notebook ({type(err).__name__}: {err}, at "
+                          f"{Path(where.filename).name}:{where.lineno}); please report it")
     return result.to_dict()
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """Set environment variables (for the worker processes started meanwhile), then put the old ones back."""
+    old = {name: os.environ.get(name) for name in values}
+    os.environ.update({k: v for k, v in values.items() if k not in os.environ or not os.environ[k]})
+    try:
+        yield
+    finally:
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _ready() -> bool:
@@ -182,12 +208,15 @@ class LocalBackend:
             return
         import multiprocessing
 
+        # Workers and their kernels share the cores: each gets its share of BLAS threads, not all of them.
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
         context = multiprocessing.get_context("spawn")  # never fork a process holding kernels' sockets and threads
         self.pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_pool_init,
                                         initargs=(str(self.course.root), self.course.database, self.sandbox,
-                                                  self.assignments))
-        for _ in range(self.workers):
-            self.pool.submit(_ready)   # start every worker now
+                                                  self.assignments, threads))
+        with _environment({name: str(threads) for name in BLAS_THREAD_VARIABLES}):
+            for _ in range(self.workers):
+                self.pool.submit(_ready)   # start every worker now (they inherit the environment at start)
 
     def close(self) -> None:
         if self.grader is not None:

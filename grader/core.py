@@ -231,7 +231,7 @@ class Grader:
     """
 
     def __init__(self, course: Course, config: Config | None = None, *, sandbox: tuple[str, str] | None = None,
-                 log: Callable[[str], None] = lambda s: None, **options):
+                 blas_threads: int = 0, log: Callable[[str], None] = lambda s: None, **options):
         from .trusted.sandbox import SandboxError, sandbox_status
 
         self.course = Course(Path(course.root).resolve(), course.database)
@@ -245,7 +245,7 @@ class Grader:
         except SandboxError as err:
             raise CourseError(str(err)) from None
         # Kernels use the mode worked out once (bwrap, rlimits or none), not "auto" asked again per kernel.
-        self.options = dataclasses.replace(self.options, sandbox=self.sandbox[0])
+        self.options = dataclasses.replace(self.options, sandbox=self.sandbox[0], blas_threads=blas_threads)
         self.log = log
         self._sources: dict[tuple[str, str], tuple[nbformat.NotebookNode, str]] = {}
         self._source_ids: dict[str, set[str]] | None = None
@@ -337,9 +337,17 @@ class Grader:
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
-        session = self._kernel_for(assignment)
+        try:
+            session = self._kernel_for(assignment)
+        except Exception as err:  # the sandbox or jupyter_client could not start a kernel: say so for this notebook
+            result.problem = f"could not be graded: the grading kernel could not be started ({type(err).__name__}: {err})"
+            result.seconds = time.monotonic() - started
+            return result
         if prefetch:
-            self._spare = (assignment, self._launch(assignment))
+            try:
+                self._spare = (assignment, self._launch(assignment))
+            except Exception as err:  # the next notebook will try again and report it
+                self.log(f"launching the next kernel ahead failed: {type(err).__name__}: {err}")
         try:
             result.report = grade_in_place(nb, source_nb, assignment, self.course.root, session.workdir, self.options,
                                            self.audit, log=self.log,

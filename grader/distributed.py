@@ -63,7 +63,8 @@ def dask_grade(bundle: CourseBundle, task: dict, sandbox: str | None = None) -> 
         grader = _GRADERS.get(key)
         if grader is None:
             options = {"sandbox": sandbox} if sandbox else {}
-            grader = _GRADERS[key] = Grader(bundle.materialize(), **options)
+            # Kernels of a cluster's workers run side by side: one BLAS thread each.
+            grader = _GRADERS[key] = Grader(bundle.materialize(), blas_threads=1, **options)
         return grade_task(task, grader)
 
 

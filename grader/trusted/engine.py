@@ -35,7 +35,7 @@ from . import wire
 from .audit import Finding, ImportAudit, student_cells
 from .kernels import sandbox_status
 from .namespace import free_names, instructor_imports, trusted_globals, unwrap, wrap
-from .session import (KernelDied, KernelSession, KernelUnavailable, Options, OutputLimitExceeded, RunResult,
+from .session import (KernelDied, KernelSession, KernelUnavailable, Options, OutputLimitExceeded,
                       StudentCodeTimeout, error_output)
 
 KERNEL_FAILURES = (KernelDied, StudentCodeTimeout, OutputLimitExceeded)

@@ -9,6 +9,7 @@ helper and returns the kernel's reply decoded by :mod:`grader.trusted.wire`.
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,12 @@ from nbformat import NotebookNode
 
 from . import wire
 from .kernels import kernel_env, make_kernel_manager
+
+
+BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+KERNEL_LOG = logging.getLogger("grader.kernels")
+KERNEL_LOG.addHandler(logging.NullHandler())
+KERNEL_LOG.propagate = False
 
 
 class KernelDied(Exception):
@@ -53,6 +60,7 @@ class Options:
     max_restarts: int = 3
     sandbox: str = "auto"
     execution: str = "autograde"
+    blas_threads: int = 0   # threads numpy's BLAS may use in the kernel (0: its default, all cores)
 
 
 @dataclass
@@ -111,7 +119,11 @@ class KernelSession:
             return
         self.generation += 1
         km = make_kernel_manager(self.workdir, self.options.sandbox)
-        km.start_kernel(cwd=str(self.workdir), env=kernel_env(self.workdir, self.options.execution),
+        km.log = KERNEL_LOG  # the sandbox status is said once per run by the caller, not once per kernel
+        env = kernel_env(self.workdir, self.options.execution)
+        if self.options.blas_threads:  # kernels graded side by side must not each take every core
+            env.update({name: str(self.options.blas_threads) for name in BLAS_THREAD_VARIABLES})
+        km.start_kernel(cwd=str(self.workdir), env=env,
                         extra_arguments=["--HistoryManager.hist_file=:memory:"])
         kc = km.client()
         kc.start_channels()
