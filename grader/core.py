@@ -271,6 +271,8 @@ class Grader:
 
     def warm_up(self, assignment: str) -> None:
         """Load the assignment's reference now (hidden tests use it), so the first submission does not pay."""
+        import nbgrader.utils  # noqa: F401  (scoring needs it; importing it now overlaps a kernel booting)
+
         from .reference import reference
         from .trusted.engine import _course_env
 
