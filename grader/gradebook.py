@@ -21,7 +21,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -35,6 +37,12 @@ from traitlets.utils.importstring import import_item
 
 from .core import GradingResult, SubmissionProblem, load_course_config, sha256
 from .course import COURSE_ID, Course, CourseError
+
+# nbgrader runs `alembic heads` when it creates a gradebook: this interpreter's bin must be on PATH, also when
+# `grader` is run as .venv/bin/grader without an activated environment.
+_BIN = str(Path(sys.executable).parent)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 # nbgrader's steps log what they change (a restored checksum, ...) at WARNING; the grader reports per submission.
 QUIET = logging.getLogger("grader.nbgrader-steps")
@@ -66,11 +74,35 @@ RESULTS = sa.Table(
 )
 
 
+def ensure_gradebook(engine: sa.engine.Engine) -> None:
+    """Create nbgrader's gradebook in an empty database, as nbgrader's ``Gradebook`` does on first use.
+
+    nbgrader's tables and its alembic stamp, so ``nbgrader db upgrade`` knows the schema. nbgrader asks for the
+    stamp by running ``alembic heads`` in a subprocess (seconds); alembic's own Python API reads the same head
+    from nbgrader's migration scripts here.
+    """
+    from alembic.script import ScriptDirectory
+    from nbgrader.api import Base
+    from nbgrader.dbutil import ALEMBIC_DIR
+
+    tables = set(sa.inspect(engine).get_table_names())
+    if "alembic_version" in tables:
+        return
+    if tables - set(_meta.tables):
+        return  # someone else's tables: leave the database to nbgrader
+    head = ScriptDirectory(ALEMBIC_DIR).get_current_head()
+    Base.metadata.create_all(bind=engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+        conn.execute(sa.text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": head})
+
+
 class GradingState:
     """What the grader graded, keyed by submission and by the sha256 of its bytes (table ``workbook_result``)."""
 
     def __init__(self, db_url: str):
         self.engine = sa.create_engine(db_url, future=True)
+        ensure_gradebook(self.engine)   # nbgrader's schema first: our table must not make it look initialised
         _meta.create_all(self.engine)
 
     def close(self) -> None:
@@ -158,6 +190,7 @@ def record_assignment(course: Course, assignment: str, state: GradingState, *, f
     nbgrader's own ``generate_assignment`` does the recording (in this process), into a scratch release folder so
     ``notebooks/`` is not touched.
     """
+    ensure_gradebook(state.engine)
     digest = source_digest(course, assignment)
     if not force and state.source_sha(assignment) == digest and _has_assignment(course, assignment):
         return False
