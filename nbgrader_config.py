@@ -2,7 +2,7 @@
 
 nbgrader's "source" step is solutions/ and its "release" step is notebooks/ (committed).
 submitted/, autograded/, feedback/ and gradebook.db are course state and git-ignored.
-Run nbgrader (or `grader`, which wraps it) from this directory.
+Run nbgrader from this directory; `grader` finds this file from here or any directory below (or --course).
 """
 import os
 
@@ -43,3 +43,7 @@ c.TrustedExecute.sandbox = os.environ.get("WORKBOOK_SANDBOX", "auto")  # auto | 
 # feedback; "flag" keeps the score, "zero" sets the notebook's score to 0.
 c.ImportAudit.default_allowed = ["numpy", "math"]
 c.ImportAudit.policy = "flag"
+# What a submitted notebook may be before `grader autograde` refuses to read it (one line naming the file and
+# the reason; every graded cell of it recorded as 0).
+c.SubmissionLimits.max_bytes = 20 << 20
+c.SubmissionLimits.max_cells = 2000
