@@ -8,6 +8,7 @@ same failure message.
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from nbgrader.api import Gradebook
@@ -31,18 +32,28 @@ def test_core_verdicts_equal_nbgrader_autograde_with_trusted_execute(graded_samp
     course = Course(root)
     for student in STUDENTS:   # the very bytes the core graded
         shutil.copytree(core.submitted / student, course.submitted / student)
-    state = GradingState(course.db_url)
-    for assignment in course.assignments():
-        record_assignment(course, assignment, state)
-        proc = run_nbgrader(course, "autograde", assignment, "--create", "--force", check=False)
-        assert proc.returncode == 0, proc.stdout[-3000:]
-    state.close()
+    # Two nbgrader processes side by side (two cores), each with a gradebook of its own for half the assignments.
+    assignments = course.assignments()
+    halves = [Course(root, database=f"sqlite:///{root / f'gradebook-{i}.db'}") for i in range(2)]
+    gradebook_of = {a: halves[i % 2] for i, a in enumerate(assignments)}
+    for assignment, half in gradebook_of.items():
+        state = GradingState(half.db_url)
+        record_assignment(half, assignment, state)
+        state.close()
+
+    def autograde_half(half: Course) -> list[tuple[str, int, str]]:
+        return [(a, proc.returncode, proc.stdout[-3000:]) for a in assignments if gradebook_of[a] is half
+                for proc in [run_nbgrader(half, "autograde", a, "--create", "--force", check=False)]]
+
+    with ThreadPoolExecutor(2) as pool:
+        for assignment, returncode, output in [r for rs in pool.map(autograde_half, halves) for r in rs]:
+            assert returncode == 0, (assignment, output)
 
     core_state = GradingState(core.db_url)
     compared = 0
-    with Gradebook(course.db_url, course_id=COURSE_ID) as nbgrader_gb, \
-            Gradebook(core.db_url, course_id=COURSE_ID) as core_gb:
-        for assignment in course.assignments():
+    with Gradebook(core.db_url, course_id=COURSE_ID) as core_gb:
+        for assignment in assignments:
+            nbgrader_gb = Gradebook(gradebook_of[assignment].db_url, course_id=COURSE_ID)
             for source in course.source_notebooks(assignment):
                 for student in STUDENTS:
                     theirs = nbgrader_gb.find_submission_notebook(source.stem, assignment, student)
@@ -54,5 +65,6 @@ def test_core_verdicts_equal_nbgrader_autograde_with_trusted_execute(graded_samp
                     result = core_state.result(student, assignment, source.name)
                     assert messages == {c.grade_id: c.message for c in result.cells}, (student, assignment)
                     compared += 1
+            nbgrader_gb.close()
     core_state.close()
     assert compared == len(STUDENTS) * len(course.assignments())
