@@ -2,7 +2,7 @@
 
 nbgrader's "source" step is solutions/ and its "release" step is notebooks/ (committed).
 submitted/, autograded/, feedback/ and gradebook.db are course state and git-ignored.
-Run nbgrader (or `grader`, which wraps it) from this directory.
+Run nbgrader from this directory; `grader` finds this file from here or any directory below (or --course).
 """
 import os
 
@@ -55,3 +55,7 @@ c.ImportAudit.forbidden = {
     "05_im2col": ["conv_forward", "conv_backward", "max_pool_forward", "max_pool_backward"],
     "06_1x1_and_dilated": ["conv_forward", "conv_backward"],
 }
+# What a submitted notebook may be before `grader autograde` refuses to read it (one line naming the file and
+# the reason; every graded cell of it recorded as 0).
+c.SubmissionLimits.max_bytes = 20 << 20
+c.SubmissionLimits.max_cells = 2000

@@ -1,160 +1,383 @@
-"""``grader autograde`` and ``grader feedback``: nbgrader's steps over a class.
+"""``grader autograde`` and ``grader feedback``: a whole class through the grading core.
 
-A submission that nbgrader cannot grade (a broken notebook, a kernel that never starts) is reported by
-name and costs no other student anything: see :func:`autograde`. Submissions are read, never modified:
-nbgrader works on a copy in ``autograded/``.
+One run:
+
+1. records each assignment in the gradebook when its source changed (:func:`grader.gradebook.record_assignment`);
+2. finds the submissions (``submitted/<student>/<assignment>/<notebook>.ipynb``) and leaves out those already
+   graded from the same bytes against the same source (unless ``force``): a run that was killed resumes;
+3. reads each submission once (bytes hashed; the file is never modified), runs nbgrader's sanitizing steps on it
+   here, and hands a task — ids and bytes, plain data — to the workers;
+4. the workers (warm processes of this machine, or a Dask cluster with ``scheduler``) grade with
+   :class:`grader.core.Grader` and send back plain data;
+5. this process, the one writer, records each result as it arrives (:class:`grader.gradebook.Writer`).
+
+A submission that cannot be graded gets one line naming the student, the file and the reason, and 0 for each
+graded cell; the others go on at full speed.
 """
 from __future__ import annotations
 
-import json
-import tempfile
+import contextlib
+import fnmatch
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
-from .course import Course
-from .nbgrader_run import run_nbgrader
-from .release import generate
+import nbformat
+
+from .core import Grader, GradingResult, SubmissionProblem, read_submission, sha256
+from .course import Course, CourseError
+from .trusted.session import BLAS_THREAD_VARIABLES
 
 
+class NoSubmissions(CourseError):
+    """The run found nothing to grade."""
+
+
+# -- what there is to grade -------------------------------------------------------------------------------------------
 @dataclass
-class Outcome:
-    """What happened to one submission of one assignment."""
+class Submission:
+    student: str
+    assignment: str
+    notebook: str                 # the expected file name
+    path: Path | None = None      # None when the file is missing
+    problem: str = ""             # known before reading (missing or misnamed file)
+
+    @property
+    def where(self) -> str:
+        return f"submitted/{self.student}/{self.assignment}/{self.notebook}"
+
+
+def find_submissions(course: Course, assignments: Iterable[str] | None = None,
+                     students: Iterable[str] | None = None) -> list[Submission]:
+    """Every submitted notebook of the given assignments (default all) by students matching any of the globs."""
+    patterns = list(students or [])
+    found = []
+    for assignment in assignments or course.assignments():
+        expected = [p.name for p in course.source_notebooks(assignment)]
+        if not course.submitted.is_dir():
+            continue
+        for folder in sorted(course.submitted.glob(f"*/{assignment}")):
+            student = folder.parent.name
+            if not folder.is_dir() or (patterns and not any(fnmatch.fnmatchcase(student, p) for p in patterns)):
+                continue
+            present = sorted(p.name for p in folder.glob("*.ipynb"))
+            for name in expected:
+                sub = Submission(student, assignment, name)
+                if (folder / name).is_file():
+                    sub.path = folder / name
+                else:
+                    others = [p for p in present if p not in expected]
+                    sub.problem = (f"no {name} in the folder; it holds {', '.join(others)} (wrong file name? the "
+                                   f"notebook must be called {name})" if others else
+                                   f"no {name} in the folder (it holds no notebook)")
+                found.append(sub)
+    return found
+
+
+# -- the outcome of a run ---------------------------------------------------------------------------------------------
+@dataclass
+class RunReport:
+    results: list[GradingResult] = field(default_factory=list)
+    skipped: list[Submission] = field(default_factory=list)   # already graded from the same bytes
+    recorded: list[str] = field(default_factory=list)         # assignments (re)recorded in the gradebook
+    seconds: float = 0.0
+    workers: int = 1
+    where: str = "this machine"
+
+    @property
+    def failures(self) -> list[GradingResult]:
+        return [r for r in self.results if not r.ok]
+
+    def summary(self) -> str:
+        n = len(self.results)
+        lines = []
+        if n:
+            per = self.seconds / n
+            lines.append(f"graded {n} notebook(s) in {self.seconds:.1f} s with {self.workers} worker(s) on "
+                         f"{self.where}: {per:.2f} s per notebook, {60 / per if per else 0:.1f} per minute")
+        else:
+            lines.append("nothing needed grading")
+        if self.skipped:
+            lines.append(f"{len(self.skipped)} notebook(s) already graded from the same bytes were left as they "
+                         f"are (--force grades them again)")
+        if self.failures:
+            lines.append(f"{len(self.failures)} notebook(s) could not be graded (recorded as 0); every other "
+                         f"submission was graded")
+        return "\n".join(lines)
+
+
+def result_line(result: GradingResult) -> str:
+    where = f"submitted/{result.student}/{result.assignment}/{result.notebook}"
+    if not result.ok:
+        return f"FAILED {where}: {result.problem}"
+    line = f"graded {where}: {result.score:g}/{result.max_score:g} ({result.seconds:.1f} s)"
+    return line + "".join(f"\n  {note}" for note in result.notes())
+
+
+# -- backends: where the tasks are graded ------------------------------------------------------------------------------
+@dataclass
+class Task:
+    """One notebook to grade: ids and bytes, nothing else (what a worker on another machine receives)."""
 
     student: str
     assignment: str
-    ok: bool
-    problem: str = ""
-    summary: dict = field(default_factory=dict)  # the trusted grader's record: sandbox, restarts, import audit
+    notebook: str
+    data: bytes                   # the notebook after nbgrader's sanitizing steps
+    submission_sha256: str        # of the bytes as submitted
+    prefetch: bool = True         # launch the next kernel ahead (false for a worker's last task)
 
-    def notes(self) -> list[str]:
-        """What the instructor should know about this submission beyond its score."""
-        notes = []
-        if self.summary.get("degraded"):
-            message = self.summary.get("sandbox_message", "")
-            notes.append(message if message.startswith("DEGRADED") else f"DEGRADED SANDBOX: {message}")
-        if self.summary.get("restarts"):
-            notes.append(f"the kernel was restarted {self.summary['restarts']} time(s): "
-                         + "; ".join(str(e) for e in self.summary.get("events", []))[:300])
-        imports = sorted({f["module"] for f in self.summary.get("findings", [])
-                          if f.get("how") != "loaded at run time"})
-        if imports:
-            notes.append(f"import audit ({self.summary.get('policy', 'flag')}): imports outside the allowed list: "
-                         + ", ".join(imports))
-        return notes
+    def as_dict(self) -> dict:
+        return dict(vars(self))
 
 
-@dataclass
-class RunReport:
-    outcomes: list[Outcome] = field(default_factory=list)
-
-    @property
-    def failures(self) -> list[Outcome]:
-        return [o for o in self.outcomes if not o.ok]
+_WORKER: Grader | None = None
 
 
-def record_assignment(course: Course, assignment: str) -> None:
-    """Record the assignment's notebooks and graded cells (hidden tests included) in the gradebook.
+def _pool_init(root: str, database: str | None, sandbox: tuple[str, str], assignments: list[str],
+               blas_threads: int) -> None:
+    global _WORKER
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    _WORKER = Grader(Course(Path(root), database), sandbox=sandbox, blas_threads=blas_threads)
+    for assignment in assignments:
+        _WORKER.warm_up(assignment)
+    import atexit
+    from multiprocessing import util
 
-    nbgrader autograde restores every test cell from the gradebook, so the gradebook must hold the current
-    source; generating into a scratch directory records it without touching ``notebooks/``.
-    """
-    with tempfile.TemporaryDirectory(prefix="record-") as tmp:
-        generate(course, assignment, Path(tmp), db=True)
-
-
-def submissions(course: Course, assignment: str) -> list[str]:
-    """Students who have a submission directory for ``assignment``, sorted."""
-    if not course.submitted.is_dir():
-        return []
-    return sorted(p.parent.name for p in course.submitted.glob(f"*/{assignment}") if p.is_dir())
+    util.Finalize(None, _WORKER.close, exitpriority=10)  # multiprocessing workers skip atexit
+    atexit.register(_WORKER.close)
 
 
-def problem_with_submission(course: Course, student: str, assignment: str) -> str | None:
-    """A clear reason why a submission cannot be graded, or None when it looks gradable."""
-    folder = course.submitted / student / assignment
-    expected = [p.name for p in course.source_notebooks(assignment)]
-    for name in expected:
-        path = folder / name
-        if not path.is_file():
-            present = sorted(p.name for p in folder.glob("*.ipynb"))
-            return (f"{path}: missing (the assignment's notebook is {name}; the folder holds "
-                    f"{', '.join(present) or 'no notebook'})")
-        try:
-            json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            return f"{path}: not a readable notebook ({err})"
-    return None
+def grade_task(task: dict, grader: Grader | None = None) -> dict:
+    """Grade one task in a worker; return the result as plain data."""
+    grader = grader or _WORKER
+    assert grader is not None, "grade_task needs a Grader (worker not initialised)"
+    try:
+        result = grader.grade(task["assignment"], task["student"], task["data"], notebook=task["notebook"],
+                              submission_sha256=task["submission_sha256"], prefetch=task["prefetch"])
+    except Exception as err:  # a fault of the grader itself on this notebook: it fails, by name; the class goes on
+        import traceback
+
+        where = traceback.extract_tb(err.__traceback__)[-1]
+        result = GradingResult(task["assignment"], task["notebook"], task["student"], task["submission_sha256"])
+        result.problem = (f"the grader failed on this notebook ({type(err).__name__}: {err}, at "
+                          f"{Path(where.filename).name}:{where.lineno}); please report it")
+    return result.to_dict()
 
 
-def grading_summary(course: Course, student: str, assignment: str) -> dict:
-    """The trusted grader's records for a submission's notebooks (``*.grading.json``), merged."""
-    merged: dict = {}
-    for path in sorted((course.autograded / student / assignment).glob("*.grading.json")):
-        record = json.loads(path.read_text(encoding="utf-8"))
-        for key, value in record.items():
-            if isinstance(value, list):
-                merged.setdefault(key, []).extend(value)
-            elif isinstance(value, (int, float)) and not isinstance(value, bool) and key in merged:
-                merged[key] += value
-            elif isinstance(value, bool):
-                merged[key] = merged.get(key, False) or value
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """Set environment variables (for the worker processes started meanwhile), then put the old ones back."""
+    old = {name: os.environ.get(name) for name in values}
+    os.environ.update({k: v for k, v in values.items() if k not in os.environ or not os.environ[k]})
+    try:
+        yield
+    finally:
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
             else:
-                merged.setdefault(key, value)
-    return merged
+                os.environ[name] = value
 
 
-def _grade_one(course: Course, assignment: str, student: str) -> str | None:
-    proc = run_nbgrader(course, "autograde", assignment, "--student", student, "--create", "--force", check=False)
-    if proc.returncode == 0:
-        return None
-    tail = "\n    ".join(proc.stdout.strip().splitlines()[-8:])
-    return f"nbgrader could not grade submitted/{student}/{assignment}:\n    {tail}"
+def _ready() -> bool:
+    return _WORKER is not None
 
 
-def autograde(course: Course, assignments: list[str] | None = None, students: list[str] | None = None,
-              log=print) -> RunReport:
-    """Autograde every submission (or the given students') of every assignment (or the given ones).
+class LocalBackend:
+    """Warm worker processes on this machine (``workers`` of them), or this process itself for one worker.
 
-    A whole class is graded by one nbgrader run per assignment (unreadable submissions excluded up front).
-    If that run reports any failure, every submission of the batch is graded again on its own, so each
-    problem is attributed to its submission and no other submission is left ungraded.
+    :meth:`start` brings the workers up (each loads the course and the references and is ready to launch a
+    kernel) while this process records the assignments and reads the submissions.
     """
+
+    def __init__(self, course: Course, sandbox: tuple[str, str], workers: int, assignments: list[str]):
+        self.workers = workers
+        self.course, self.sandbox, self.assignments = course, sandbox, assignments
+        self.where = "this machine"
+        self.pool: ProcessPoolExecutor | None = None
+        self.grader: Grader | None = None
+
+    def start(self) -> None:
+        if self.workers == 1:
+            self.grader = Grader(self.course, sandbox=self.sandbox)
+            if self.assignments:
+                self.grader.prelaunch(self.assignments[0])
+            return
+        import multiprocessing
+
+        # Workers and their kernels share the cores: each gets its share of BLAS threads, not all of them.
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        context = multiprocessing.get_context("spawn")  # never fork a process holding kernels' sockets and threads
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_pool_init,
+                                        initargs=(str(self.course.root), self.course.database, self.sandbox,
+                                                  self.assignments, threads))
+        with _environment({name: str(threads) for name in BLAS_THREAD_VARIABLES}):
+            for _ in range(self.workers):
+                self.pool.submit(_ready)   # start every worker now (they inherit the environment at start)
+
+    def close(self) -> None:
+        if self.grader is not None:
+            self.grader.close()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def run(self, tasks: Iterator[Task]) -> Iterator[dict]:
+        if self.grader is not None:
+            for task in tasks:
+                yield grade_task(task.as_dict(), self.grader)
+            return
+        pending: set[Future] = set()
+        exhausted = False
+        while pending or not exhausted:
+            while not exhausted and len(pending) < 2 * self.workers:
+                task = next(tasks, None)
+                if task is None:
+                    exhausted = True
+                else:
+                    pending.add(self.pool.submit(grade_task, task.as_dict()))
+            if not pending:
+                break
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+
+
+# -- the run ---------------------------------------------------------------------------------------------------------
+def _tasks(course: Course, todo: list[Submission], prepare: Callable[[Submission], Task | GradingResult],
+           workers: int, failed: list[GradingResult]) -> Iterator[Task]:
+    for index, sub in enumerate(todo):
+        prepared = prepare(sub)
+        if isinstance(prepared, GradingResult):
+            failed.append(prepared)
+            continue
+        prepared.prefetch = index < len(todo) - workers
+        yield prepared
+
+
+def autograde(course: Course, assignments: list[str] | None = None, students: list[str] | None = None, *,
+              workers: int | None = None, scheduler: str | None = None, force: bool = False,
+              sandbox: str | None = None, log: Callable[[str], None] = print, progress=None) -> RunReport:
+    """Grade every submission (of the given assignments, by students matching the given globs) not yet graded.
+
+    ``workers``: local worker processes (default: one per core); ``scheduler``: a Dask scheduler address, which
+    sends the same tasks to that cluster instead. ``progress``: an object with ``start(total)``,
+    ``advance(result)`` and ``stop()`` (see :mod:`grader.progress`); ``log`` gets one line per result otherwise.
+    """
+    from .gradebook import GradingState, Sanitizer, Writer, course_config, record_assignment
+    from .trusted.sandbox import SandboxError, sandbox_status
+
+    started = time.monotonic()
+    chosen = [course.check_assignment(a) for a in (assignments or course.assignments())]
+    config = course_config(course)
+    if sandbox:
+        config.TrustedExecute.sandbox = sandbox
+    try:
+        status = sandbox_status(config.TrustedExecute.get("sandbox", "auto"))
+    except SandboxError as err:
+        raise CourseError(str(err)) from None
+    subs = find_submissions(course, chosen, students)
+    if not subs:
+        who = f" by a student matching {', '.join(students)}" if students else ""
+        raise NoSubmissions(f"no submissions of {', '.join(chosen)}{who} in {course.submitted}: nothing to grade "
+                            f"(submissions go in submitted/<student>/<assignment>/<notebook>.ipynb)")
     report = RunReport()
-    for assignment in assignments or course.assignments():
-        record_assignment(course, assignment)
-        everyone = submissions(course, assignment)
-        chosen = students or everyone
-        problems = {s: problem_with_submission(course, s, assignment) for s in chosen}
-        gradable = [s for s in chosen if problems[s] is None]
-        batch_ok = False
-        if len(gradable) > 1 and set(chosen) == set(everyone):
-            excluded = ",".join(s for s in chosen if problems[s] is not None)
-            proc = run_nbgrader(course, "autograde", assignment, "--create", "--force",
-                                f"--CourseDirectory.student_id_exclude={excluded}", check=False)
-            batch_ok = proc.returncode == 0
-        if not batch_ok:
-            for student in gradable:
-                problems[student] = _grade_one(course, assignment, student)
-        for student in chosen:
-            outcome = Outcome(student, assignment, problems[student] is None, problems[student] or "",
-                              grading_summary(course, student, assignment))
-            report.outcomes.append(outcome)
-            log(f"{'graded ' if outcome.ok else 'FAILED '} {assignment} / {student}"
-                + ("" if outcome.ok else f"\n  {outcome.problem}")
-                + "".join(f"\n  {note}" for note in outcome.notes()))
+    state = GradingState(course.db_url)
+    backend = None
+    try:
+        grader_for_reading = Grader(course, config, sandbox=status)
+        source_sha = {(s.assignment, s.notebook): grader_for_reading.source(s.assignment, s.notebook)[1] for s in subs}
+        todo: list[Submission] = []
+        data: dict[tuple[str, str, str], bytes] = {}
+        for sub in subs:
+            digest = "missing"
+            if sub.path is not None:
+                raw = sub.path.read_bytes()
+                digest = sha256(raw)
+                data[(sub.student, sub.assignment, sub.notebook)] = raw
+            if not force and state.graded(sub.student, sub.assignment, sub.notebook) == \
+                    (digest, source_sha[(sub.assignment, sub.notebook)]):
+                report.skipped.append(sub)
+                data.pop((sub.student, sub.assignment, sub.notebook), None)
+            else:
+                todo.append(sub)
+        todo_assignments = sorted({s.assignment for s in todo})
+        if scheduler:
+            from .distributed import DaskBackend
+            backend = DaskBackend(course, scheduler, todo_assignments, sandbox)
+        else:
+            backend = LocalBackend(course, status, min(workers or os.cpu_count() or 1, max(1, len(todo))),
+                                   todo_assignments)
+        report.workers, report.where = backend.workers, backend.where
+        if todo:
+            backend.start()   # workers warm up while this process records the assignments
+        for assignment in todo_assignments:
+            if record_assignment(course, assignment, state):
+                report.recorded.append(assignment)
+
+        sanitize = Sanitizer(course, config)
+
+        def prepare(sub: Submission) -> Task | GradingResult:
+            key = (sub.student, sub.assignment, sub.notebook)
+            raw = data.pop(key, None)
+            result = GradingResult(sub.assignment, sub.notebook, sub.student, sha256(raw) if raw is not None else
+                                   "missing", source_sha[(sub.assignment, sub.notebook)])
+            if raw is None:
+                result.problem = sub.problem
+                return result
+            try:
+                nb = read_submission(raw, sub.assignment, course, grader_for_reading.limits,
+                                     grader_for_reading.source_ids())
+                nb = sanitize(nb, sub.assignment, sub.notebook, sub.student)
+            except SubmissionProblem as err:
+                result.problem = str(err)
+                return result
+            return Task(sub.student, sub.assignment, sub.notebook, nbformat.writes(nb).encode("utf-8"),
+                        result.submission_sha256)
+
+        writer = Writer(course, config, state)
+        failed: list[GradingResult] = []
+
+        def record(result: GradingResult) -> None:
+            writer.record(result)
+            report.results.append(result)
+            if progress is not None:
+                progress.advance(result)
+            else:
+                log(result_line(result))
+
+        if progress is not None:
+            progress.start(len(todo))
+        try:
+            for raw_result in backend.run(_tasks(course, todo, prepare, backend.workers, failed)):
+                while failed:
+                    record(failed.pop(0))
+                record(GradingResult.from_dict(raw_result))
+            while failed:
+                record(failed.pop(0))
+        finally:
+            if progress is not None:
+                progress.stop()
+    finally:
+        if backend is not None:
+            backend.close()
+        state.close()
+    report.seconds = time.monotonic() - started
     return report
 
 
+# -- feedback ----------------------------------------------------------------------------------------------------------
 def feedback(course: Course, assignments: list[str] | None = None, students: list[str] | None = None,
              log=print) -> list[Path]:
-    """Generate feedback HTML for autograded submissions; return the files written."""
-    written: list[Path] = []
-    for assignment in assignments or course.assignments():
-        graded = sorted(p.parent.name for p in course.autograded.glob(f"*/{assignment}") if p.is_dir())
-        for student in students or graded:
-            if student not in graded:
-                log(f"no autograded submission of {assignment} for {student}: run `grader autograde` first")
-                continue
-            run_nbgrader(course, "generate_feedback", assignment, "--student", student, "--force")
-            written += sorted((course.feedback / student / assignment).glob("*.html"))
-    return written
+    """Feedback HTML for every autograded submission (of the given assignments / students); the files written.
+
+    nbgrader's ``generate_feedback`` runs in this process, with :class:`grader.feedback.TrustedVerdicts` and
+    nbgrader's ``ClearHiddenTests`` among its steps: the page shows the core's verdict for each test and never
+    the hidden tests' source, nor a traceback line quoting it.
+    """
+    from .feedback import generate_feedback
+
+    return generate_feedback(course, assignments, students, log=log)
+

@@ -1,24 +1,20 @@
-"""``grader check NOTEBOOK``: a self-learner's notebook graded exactly as the instructor's autograder would.
+"""``grader check NOTEBOOK``: a self-learner's notebook graded exactly as the instructor's autograder grades it.
 
-The notebook is copied into a scratch course (same config, same source notebook, a fresh gradebook) as
-the submission of a student called ``self`` and put through the same ``grader autograde`` path. The
-verdict per question comes from that gradebook, and each failed question's message from the autograded
-notebook. The student's file is only read.
+The same grading core as ``grader autograde`` (:mod:`grader.core`): same hidden tests, same points, the same
+trusted engine, in this process, with no gradebook. To be quick it launches the kernel first and loads the
+assignment's reference while the kernel boots. The student's file is only read.
+
+One difference from ``grader autograde``: with no gradebook there is no nbgrader sanitizing step, so a notebook
+whose locked cells were edited is graded with the instructor's cells restored (and says so) instead of being
+refused.
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-
-from . import cells
-from .autograde import autograde
+from .core import CellResult, Grader
 from .course import Course, CourseError
-from .scores import read_scores
-from .trusted.grading import CellResult
 
 SELF = "self"
 
@@ -31,6 +27,7 @@ class CheckResult:
     problem: str = ""
     notes: list[str] = field(default_factory=list)
     sandbox: str = ""
+    student_seconds: float = 0.0
 
     @property
     def score(self) -> float:
@@ -56,50 +53,35 @@ class CheckResult:
                 lines += ["      " + line for line in q.message.splitlines()]
         lines.append(f"  score: {self.score:g}/{self.max_score:g}")
         lines += [f"  note: {note}" for note in self.notes]
-        if self.sandbox and not any(self.sandbox in note for note in self.notes):
+        if self.sandbox:
             lines.append(f"  ({self.sandbox})")
         return "\n".join(lines)
 
 
-def failure_messages(autograded: Path) -> dict[str, str]:
-    """grade_id -> the error a graded cell raised in the autograded notebook."""
-    return {cells.grade_id(cell): cells.error_message(cell) for cell in cells.read(autograded).cells
-            if cells.is_grade(cell) and cell.cell_type == "code" and cells.error_message(cell)}
-
-
-def check_notebook(notebook: Path, assignment: str | None = None, course: Course | None = None) -> CheckResult:
+def check_notebook(notebook: Path, assignment: str | None = None, course: Course | None = None,
+                   **options) -> CheckResult:
+    """Grade ``notebook`` as a submission of ``assignment`` (default: its folder's name) through the core."""
     course = course or Course.at()
-    notebook = notebook.resolve()
+    notebook = Path(notebook).resolve()
     assignment = assignment or notebook.parent.name
     if assignment not in course.assignments():
         raise CourseError(f"{notebook}: cannot tell which assignment this is (its folder is {notebook.parent.name!r}; "
                           f"known: {', '.join(course.assignments())}); pass --assignment")
     if not notebook.is_file():
         raise CourseError(f"{notebook}: no such file")
-    try:
-        nbformat.read(str(notebook), as_version=4)
-    except Exception as err:
-        raise CourseError(f"{notebook}: not a readable notebook ({err})") from None
-    [source] = course.source_notebooks(assignment)
-    with tempfile.TemporaryDirectory(prefix="grader-check-") as tmp:
-        # A scratch gradebook of its own: a check never writes into the course's (possibly shared) one.
-        scratch = Course(Path(tmp), database=f"sqlite:///{Path(tmp) / 'gradebook.db'}")
-        shutil.copy2(course.root / "nbgrader_config.py", scratch.root / "nbgrader_config.py")
-        shutil.copytree(course.source / assignment, scratch.source / assignment)
-        submission = scratch.submitted / SELF / assignment / source.name
-        submission.parent.mkdir(parents=True)
-        shutil.copyfile(notebook, submission)
-        report = autograde(scratch, [assignment], [SELF], log=lambda *_: None)
-        result = CheckResult(notebook, assignment)
-        [outcome] = report.outcomes
-        result.notes = outcome.notes()
-        result.sandbox = outcome.summary.get("sandbox_message", "")
-        if report.failures:
-            result.problem = report.failures[0].problem
-            return result
-        table = read_scores(scratch, [assignment], [SELF])
-        messages = failure_messages(scratch.autograded / SELF / assignment / source.name)
-        for q in table.questions:
-            result.questions.append(CellResult(q.grade_id, table.score(SELF, q) or 0.0, q.max_score,
-                                               messages.get(q.grade_id, "")))
+    sources = course.source_notebooks(assignment)
+    names = [p.name for p in sources]
+    name = notebook.name if notebook.name in names else (names[0] if len(names) == 1 else None)
+    if name is None:
+        raise CourseError(f"{notebook}: {assignment} has the notebooks {', '.join(names)}; name yours after one")
+    data = notebook.read_bytes()
+    with Grader(course, **options) as grader:
+        grader.prelaunch(assignment)   # the kernel boots while the reference loads
+        grader.warm_up(assignment)
+        graded = grader.grade(assignment, SELF, data, notebook=name)
+    result = CheckResult(notebook, assignment, problem=graded.problem, notes=graded.notes(),
+                         sandbox=graded.report.sandbox_message if graded.ok else "",
+                         student_seconds=graded.report.student_seconds)
+    result.notes = graded.report.restored + result.notes
+    result.questions = list(graded.cells)
     return result

@@ -1,20 +1,27 @@
 """The ``grader`` command: release, autograde, feedback, export, check, demo.
 
-Run from anywhere; it works on the course at ``--course`` (default: this repository).
+It works on the course at ``--course``, else the one around the working directory (the nearest directory,
+going up, that holds an ``nbgrader_config.py``, as nbgrader finds it).
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-from pathlib import Path
 
-from .course import Course, CourseError
+# jsonschema (via nbformat) builds a grammar for IRI checking at import when rfc3987_syntax is installed (about
+# 0.7 s); nbformat never checks IRIs. Leaving it out keeps `grader check` quick.
+sys.modules.setdefault("rfc3987_syntax", None)
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from .course import Course, CourseError  # noqa: E402
+
+SANDBOX_CHOICES = ["auto", "bwrap", "rlimits", "none"]
 
 
 def _course(args) -> Course:
-    if getattr(args, "sandbox", None):
-        os.environ["WORKBOOK_SANDBOX"] = args.sandbox  # read by nbgrader_config.py in the nbgrader process
     return Course.at(args.course)
 
 
@@ -27,28 +34,40 @@ def cmd_release(args) -> int:
     return 0
 
 
-def _announce_sandbox() -> None:
+def _announce_sandbox(course: Course, requested: str | None) -> None:
     """Say once, before grading, where student code will run (loudly when the sandbox is degraded)."""
+    from .core import load_course_config
     from .trusted.sandbox import SandboxError, sandbox_status
 
+    mode = requested or load_course_config(course).TrustedExecute.get("sandbox", "auto")
     try:
-        mode, message = sandbox_status(os.environ.get("WORKBOOK_SANDBOX", "auto"))
+        used, message = sandbox_status(mode)
     except SandboxError as err:
         raise CourseError(str(err)) from None
-    print(message if mode == "bwrap" else f"WARNING: {message}", file=sys.stdout if mode == "bwrap" else sys.stderr)
+    print(message if used == "bwrap" else f"WARNING: {message}", file=sys.stdout if used == "bwrap" else sys.stderr)
+
+
+def _run_autograde(course: Course, args, students=None) -> "object":
+    from .autograde import autograde
+    from .progress import for_terminal
+
+    _announce_sandbox(course, args.sandbox)
+    report = autograde(course, args.assignments or None, students, workers=args.workers, scheduler=args.scheduler,
+                       force=args.force, sandbox=args.sandbox, progress=for_terminal())
+    print(report.summary())
+    return report
 
 
 def cmd_autograde(args) -> int:
-    from .autograde import autograde
+    from .autograde import NoSubmissions
 
     course = _course(args)
-    _announce_sandbox()
-    report = autograde(course, args.assignments or None, args.student or None)
-    if report.failures:
-        print(f"\n{len(report.failures)} submission(s) could not be graded; every other submission was.",
-              file=sys.stderr)
+    try:
+        report = _run_autograde(course, args, args.student or None)
+    except NoSubmissions as err:
+        print(f"grader: {err}", file=sys.stderr)
         return 1
-    return 0
+    return 1 if report.failures else 0
 
 
 def cmd_feedback(args) -> int:
@@ -60,6 +79,16 @@ def cmd_feedback(args) -> int:
     return 0
 
 
+def _canvas_ids(pairs: list[str] | None) -> dict[str, str]:
+    ids = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name or not value:
+            raise CourseError(f"--canvas-id {pair!r}: expected ASSIGNMENT=CANVAS_ID, e.g. 02_conv_forward=12345")
+        ids[name] = value
+    return ids
+
+
 def cmd_export(args) -> int:
     from .scores import read_scores
 
@@ -69,8 +98,11 @@ def cmd_export(args) -> int:
         print("the gradebook holds no graded submission yet: run `grader autograde` first", file=sys.stderr)
         return 1
     print(table.render())
-    out = Path(args.output)
-    table.to_csv(out)
+    out = Path(args.output or ("canvas.csv" if args.format == "canvas" else "scores.csv"))
+    if args.format == "canvas":
+        table.to_canvas_csv(out, _canvas_ids(args.canvas_id))
+    else:
+        table.to_csv(out)
     print(f"wrote {out}")
     return 0
 
@@ -78,27 +110,32 @@ def cmd_export(args) -> int:
 def cmd_check(args) -> int:
     from .check import check_notebook
 
-    result = check_notebook(Path(args.notebook), assignment=args.assignment, course=_course(args))
+    started = time.monotonic()
+    options = {"sandbox": args.sandbox} if args.sandbox else {}
+    result = check_notebook(Path(args.notebook), assignment=args.assignment, course=_course(args), **options)
     print(result.render())
+    print(f"  checked in {time.monotonic() - started:.1f} s "
+          f"({result.student_seconds:.1f} s of it in your code's kernel)")
     return 0 if result.complete else 1
 
 
 def cmd_demo(args) -> int:
     from . import sample_class
-    from .autograde import autograde, feedback
+    from .autograde import feedback
     from .release import release
     from .scores import read_scores
 
     course = _course(args)
+    started = time.monotonic()
     print("1/5 releasing notebooks/ from solutions/")
     release(course)
     print("2/5 building the sample class in submitted/:")
     sample_class.build(course)
     for student, what in sample_class.STUDENTS.items():
         print(f"    {student:18s} {what}")
-    print("3/5 autograding every submission with nbgrader, through the trusted grader")
-    _announce_sandbox()
-    report = autograde(course, students=list(sample_class.STUDENTS))
+    print("3/5 autograding every submission through the trusted grader")
+    args.assignments, args.force = None, False
+    report = _run_autograde(course, args, list(sample_class.STUDENTS))
     print("4/5 generating feedback")
     pages = feedback(course, students=list(sample_class.STUDENTS), log=lambda *_: None)
     print(f"    {len(pages)} feedback pages under {course.feedback.relative_to(course.root)}/")
@@ -108,12 +145,21 @@ def cmd_demo(args) -> int:
     out = course.root / "scores.csv"
     table.to_csv(out)
     print(f"wrote {out.relative_to(course.root)}")
+    print(f"demo finished in {time.monotonic() - started:.0f} s")
     return 1 if report.failures else 0
+
+
+def _workers(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError("--workers must be at least 1")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grader", description="Release, autograde and report the ConvNet Workbook.")
-    parser.add_argument("--course", help="course root (default: this repository)")
+    parser.add_argument("--course", help="course directory (default: the nearest directory, from here up, that "
+                                         "holds an nbgrader_config.py)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, func, help, assignments=True, students=False):
@@ -121,25 +167,44 @@ def build_parser() -> argparse.ArgumentParser:
         if assignments:
             p.add_argument("assignments", nargs="*", metavar="ASSIGNMENT", help="assignment ids (default: all)")
         if students:
-            p.add_argument("--student", action="append", metavar="ID", help="only this student (repeatable)")
+            p.add_argument("--student", action="append", metavar="GLOB",
+                           help="only students whose id matches this glob, e.g. 'alice' or 'sec2-*' (repeatable)")
         p.set_defaults(func=func)
         return p
 
     sandbox_help = ("where student code runs: auto (bubblewrap if installed, else rlimits with a warning), bwrap, "
-                    "rlimits, none (default: auto, or WORKBOOK_SANDBOX)")
+                    "rlimits, none (default: c.TrustedExecute.sandbox in nbgrader_config.py, i.e. WORKBOOK_SANDBOX "
+                    "or auto)")
+
+    def grading_options(p):
+        p.add_argument("--workers", type=_workers, help=f"grading worker processes on this machine (default: one "
+                                                        f"per core, {os.cpu_count()} here)")
+        p.add_argument("--scheduler", metavar="ADDRESS",
+                       help="grade on a Dask distributed cluster instead, e.g. tcp://10.0.0.5:8786")
+        p.add_argument("--sandbox", choices=SANDBOX_CHOICES, help=sandbox_help)
+
     add("release", cmd_release, "regenerate notebooks/ from solutions/ (deterministic; refuses to leak)")
-    p = add("autograde", cmd_autograde, "autograde submitted/<student>/<assignment>/ into autograded/", students=True)
-    p.add_argument("--sandbox", choices=["auto", "bwrap", "rlimits", "none"], help=sandbox_help)
+    p = add("autograde", cmd_autograde, "grade submitted/<student>/<assignment>/ into the gradebook and autograded/",
+            students=True)
+    grading_options(p)
+    p.add_argument("--force", action="store_true", help="grade again what was already graded from the same bytes")
     add("feedback", cmd_feedback, "write feedback HTML for autograded submissions into feedback/", students=True)
     p = add("export", cmd_export, "print the per-question score table and write it as CSV", students=True)
-    p.add_argument("--output", "-o", default="scores.csv", help="CSV file to write (default: scores.csv)")
-    p.add_argument("--db-url", help="gradebook URL (default: the course's sqlite gradebook.db)")
+    p.add_argument("--format", choices=["csv", "canvas"], default="csv",
+                   help="csv: one column per graded cell, totals per notebook and overall (default); "
+                        "canvas: Canvas's gradebook import CSV, one column per assignment")
+    p.add_argument("--output", "-o", help="file to write (default: scores.csv, or canvas.csv with --format canvas)")
+    p.add_argument("--canvas-id", action="append", metavar="ASSIGNMENT=ID",
+                   help="the Canvas id of an assignment's column (repeatable); without one Canvas creates the "
+                        "assignment on import")
+    p.add_argument("--db-url", help="gradebook URL (default: the course's: WORKBOOK_DB_URL, else gradebook.db)")
     p = add("check", cmd_check, "grade one notebook exactly as the instructor's autograder would", assignments=False)
     p.add_argument("notebook", help="path to your notebook, e.g. notebooks/02_conv_forward/conv_forward.ipynb")
     p.add_argument("--assignment", help="assignment id (default: the notebook's folder name)")
-    p.add_argument("--sandbox", choices=["auto", "bwrap", "rlimits", "none"], help=sandbox_help)
-    add("demo", cmd_demo, "release, build the sample class, autograde it, write feedback and print the scores",
-        assignments=False)
+    p.add_argument("--sandbox", choices=SANDBOX_CHOICES, help=sandbox_help)
+    p = add("demo", cmd_demo, "release, build the sample class, autograde it, write feedback and print the scores",
+            assignments=False)
+    grading_options(p)
     return parser
 
 

@@ -1,8 +1,9 @@
 """Where the course lives and what is in it.
 
-The course root is the repository root (the directory holding ``nbgrader_config.py``). Its layout is
-nbgrader's, with two directories renamed: ``solutions/`` is nbgrader's *source* step and
-``notebooks/`` its *release* step.
+A course directory is one holding ``nbgrader_config.py`` (this repository is one). It is found as nbgrader
+finds it: ``--course``, else ``WORKBOOK_COURSE_ROOT``, else the working directory or the nearest directory
+above it that holds an ``nbgrader_config.py``. Its layout is nbgrader's, with two directories renamed:
+``solutions/`` is nbgrader's *source* step and ``notebooks/`` its *release* step.
 """
 from __future__ import annotations
 
@@ -25,6 +26,16 @@ class CourseError(Exception):
     """A problem with the course files that the user must fix; the message says which file and what."""
 
 
+def find_course_root(start: Path) -> Path:
+    """``start`` or the nearest directory above it that holds ``nbgrader_config.py``."""
+    start = Path(start).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "nbgrader_config.py").is_file():
+            return folder
+    raise CourseError(f"no course here: neither {start} nor any directory above it holds an nbgrader_config.py "
+                      f"(run from inside a course directory, or pass --course DIR)")
+
+
 @dataclass(frozen=True)
 class Course:
     """A course directory: the repository itself, or a copy of it made by a test."""
@@ -34,7 +45,12 @@ class Course:
 
     @classmethod
     def at(cls, root: str | os.PathLike | None = None) -> "Course":
-        root = Path(root or os.environ.get("WORKBOOK_COURSE_ROOT") or REPO_ROOT).resolve()
+        """The course at ``root``; without one, ``WORKBOOK_COURSE_ROOT`` or the one around the working directory."""
+        if root is None and os.environ.get("WORKBOOK_COURSE_ROOT"):
+            root = os.environ["WORKBOOK_COURSE_ROOT"]
+        if root is None:
+            return cls(find_course_root(Path.cwd()))
+        root = Path(root).resolve()
         if not (root / "nbgrader_config.py").is_file():
             raise CourseError(f"{root} is not a course directory: it has no nbgrader_config.py")
         return cls(root)
@@ -90,3 +106,10 @@ class Course:
 
     def release_notebooks(self, assignment: str) -> list[Path]:
         return sorted((self.release / assignment).glob("*.ipynb"))
+
+    def extra_files(self, assignment: str) -> list[Path]:
+        """The assignment's files beside its source notebook (data a notebook reads), as nbgrader copies them."""
+        folder = self.source / assignment
+        return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".ipynb"
+                      and not any(part.startswith(".") or part in ("__pycache__", "feedback")
+                                  for part in p.relative_to(folder).parts))

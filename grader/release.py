@@ -1,6 +1,7 @@
 """``grader release``: regenerate ``notebooks/`` from ``solutions/``, deterministically.
 
-nbgrader's ``generate_assignment`` clears solutions and hidden tests, locks cells and computes checksums.
+nbgrader's ``generate_assignment`` (run in this process) clears solutions and hidden tests, locks cells and computes
+checksums.
 The result is then written back in one canonical form (nbformat's JSON, outputs and execution counts
 cleared, no volatile metadata), so the same sources always give byte-identical notebooks: the committed
 release can be compared with a fresh one (tests/test_release.py) and a stale release fails the suite.
@@ -15,7 +16,7 @@ import nbformat
 
 from .course import Course
 from .leaks import scan_release
-from .nbgrader_run import run_nbgrader
+from .nbgrader_run import NbgraderError
 
 VOLATILE_NOTEBOOK_METADATA = ("widgets", "toc", "varInspector", "celltoolbar")
 
@@ -42,13 +43,26 @@ def write_canonical(nb: nbformat.NotebookNode, path: Path) -> None:
 
 
 def generate(course: Course, assignment: str, out_dir: Path, *, db: bool) -> list[Path]:
-    """Generate the student version of ``assignment`` into ``out_dir/<assignment>``; return its notebooks."""
+    """Generate the student version of ``assignment`` into ``out_dir/<assignment>``; return its notebooks.
+
+    nbgrader's own ``generate_assignment`` does it, in this process (``NbGraderAPI``); ``db=False`` is its
+    ``--no-db``: the gradebook is not touched.
+    """
+    from .gradebook import course_config, nbgrader_api
+
     course.check_assignment(assignment)
-    args = ["generate_assignment", assignment, "--force",
-            f"--CourseDirectory.release_directory={out_dir}"]
-    if not db:
-        args.append("--no-db")
-    run_nbgrader(course, *args)
+    config = course_config(course, **{"CourseDirectory.release_directory": str(out_dir)})
+    if db:
+        from .gradebook import GradingState
+
+        GradingState(course.db_url).close()   # a new gradebook is created without nbgrader's `alembic` subprocess
+    else:
+        config.SaveCells.enabled = False
+        config.GenerateAssignment.no_database = True
+    outcome = nbgrader_api(config).generate_assignment(assignment, force=True, create=True)
+    if not outcome["success"]:
+        tail = "\n".join((outcome.get("error") or outcome.get("log") or "").strip().splitlines()[-25:])
+        raise NbgraderError(f"nbgrader's generate_assignment of {assignment} failed in {course.root}:\n{tail}")
     notebooks = sorted((out_dir / assignment).glob("*.ipynb"))
     for path in notebooks:
         write_canonical(nbformat.read(str(path), as_version=4), path)

@@ -37,6 +37,37 @@ def toy_course(tmp_path) -> Course:
 
 
 @pytest.fixture(scope="session")
+def graded_sample_class(tmp_path_factory):
+    """`grader demo` on a copy of the course, run once per test session: (course, demo's stdout).
+
+    Besides the sample class, the instructor's own source notebooks are handed in as the submission of a
+    student called ``instructor-source`` (graded by a second `grader autograde`, which leaves the sample
+    class alone because it is graded already).
+    """
+    import subprocess
+
+    root = tmp_path_factory.mktemp("demo") / "course"
+    root.mkdir()
+    shutil.copy2(REPO_ROOT / "nbgrader_config.py", root)
+    shutil.copytree(REPO_ROOT / "solutions", root / "solutions")
+    shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks")
+    course = Course(root)
+    for assignment in course.assignments():
+        for path in course.source_notebooks(assignment):
+            target = course.submitted / "instructor-source" / assignment / path.name
+            target.parent.mkdir(parents=True)
+            shutil.copy2(path, target)
+    proc = subprocess.run([sys.executable, "-m", "grader", "--course", str(root), "demo"],
+                          capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    again = subprocess.run([sys.executable, "-m", "grader", "--course", str(root), "autograde"],
+                           capture_output=True, text=True, timeout=3600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"graded {len(course.assignments())} notebook(s)" in again.stdout, again.stdout
+    return course, proc.stdout
+
+
+@pytest.fixture(scope="session")
 def torch():
     """PyTorch as an oracle. Optional on a laptop; in CI (CI=true) its absence is a failure, not a skip."""
     try:

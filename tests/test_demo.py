@@ -1,14 +1,12 @@
 """`grader demo` end to end on a copy of the course: the sample class gets the grades it should.
 
-Real nbgrader, real kernels, a real SQLite gradebook. The instructor's own source notebooks are handed in
-too, as the submission of a student called ``instructor-source``: they must get full marks.
+Real nbgrader, real kernels, a real SQLite gradebook (the session's ``graded_sample_class``, graded once).
+The instructor's own source notebooks are handed in too, as the submission of a student called
+``instructor-source``: they must get full marks.
 """
 from __future__ import annotations
 
 import csv
-import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -18,28 +16,21 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    from grader.course import REPO_ROOT, Course
+def demo(graded_sample_class):
+    course, stdout = graded_sample_class
+    rows = list(csv.reader((course.root / "scores.csv").open()))
+    return course, stdout, rows
 
-    root = tmp_path_factory.mktemp("demo") / "course"
-    root.mkdir()
-    shutil.copy2(REPO_ROOT / "nbgrader_config.py", root)
-    shutil.copytree(REPO_ROOT / "solutions", root / "solutions")
-    shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks")
-    course = Course(root)
-    for assignment in course.assignments():
-        for path in course.source_notebooks(assignment):
-            target = course.submitted / "instructor-source" / assignment / path.name
-            target.parent.mkdir(parents=True)
-            shutil.copy2(path, target)
-    proc = subprocess.run([sys.executable, "-m", "grader", "--course", str(root), "demo"],
-                          capture_output=True, text=True, timeout=3600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    proc2 = subprocess.run([sys.executable, "-m", "grader", "--course", str(root), "autograde",
-                            "--student", "instructor-source"], capture_output=True, text=True, timeout=3600)
-    assert proc2.returncode == 0, proc2.stdout[-3000:] + proc2.stderr[-3000:]
-    rows = list(csv.reader((root / "scores.csv").open()))
-    return course, proc.stdout, rows
+
+def test_demo_says_the_sandbox_once_and_how_long_it_took(demo):
+    from grader.sample_class import STUDENTS
+
+    course, stdout, _ = demo
+    status = [line for line in stdout.splitlines() if line.startswith(("sandbox:", "DEGRADED", "NO SANDBOX"))]
+    assert len(status) == 1, status
+    assert "DEGRADED" not in stdout.replace(status[0], "")
+    assert f"graded {len(STUDENTS) * len(course.assignments())} notebook(s) in" in stdout
+    assert "per minute" in stdout and "demo finished in" in stdout
 
 
 def _totals(rows):

@@ -108,15 +108,16 @@ def test_one_broken_submission_costs_no_one_else_and_nothing_is_modified(toy_cou
     before = _tree_hashes(toy_course.submitted)
     report = autograde(toy_course, log=lambda *_: None)
     assert _tree_hashes(toy_course.submitted) == before, "submissions must never be modified"
-    outcome = {o.student: o for o in report.outcomes}
+    outcome = {r.student: r for r in report.results}
     assert outcome["alice"].ok and outcome["carol"].ok
     assert not outcome["bob"].ok
-    problem = outcome["bob"].problem
-    assert "submitted/bob/00_toy/toy.ipynb" in problem and "not a readable notebook" in problem
+    assert "not valid JSON" in outcome["bob"].problem
     table = read_scores(toy_course)
     assert table.total("alice") == (3, 3)
     assert table.total("carol") == (1, 3)
-    assert "bob" not in table.students
+    # What could not be graded is recorded as 0 (as nbgrader records a missing notebook), and listed.
+    assert table.total("bob") == (0, 3)
+    assert [p[:3] for p in table.problems] == [("bob", ASSIGNMENT, "toy.ipynb")]
 
 
 def test_export_cli_writes_the_per_question_csv(toy_course, tmp_path):

@@ -88,7 +88,7 @@ def test_autograde_and_export_with_a_postgresql_gradebook(toy_course, postgres, 
             cell.source = "def offset(x):\n    return x + 1"
     submit(course, "dana", nb)
     report = autograde(course, log=lambda *_: None)
-    assert [o.ok for o in report.outcomes] == [True]
+    assert [r.ok for r in report.results] == [True]
     assert not course.db_path.exists(), "the SQLite gradebook must not be used when a database URL is given"
     table = read_scores(course)
     assert table.students == ["dana"]
@@ -98,3 +98,36 @@ def test_autograde_and_export_with_a_postgresql_gradebook(toy_course, postgres, 
 
     with psycopg.connect(postgres) as conn:
         assert conn.execute("SELECT count(*) FROM grade").fetchone()[0] == 2  # two graded cells, in PostgreSQL
+
+
+@pytest.mark.slow
+def test_the_sample_class_exports_the_same_from_sqlite_and_postgresql(postgres, tmp_path):
+    """A subset of the sample class (the first assignment, every sample student, plus one unreadable
+    submission) graded into SQLite and into PostgreSQL: the exports are equal, row for row."""
+    import shutil
+
+    from grader import sample_class
+    from grader.course import REPO_ROOT
+
+    exports = {}
+    for name, url in (("sqlite", None), ("postgresql", postgres)):
+        root = tmp_path / name
+        root.mkdir()
+        shutil.copy2(REPO_ROOT / "nbgrader_config.py", root)
+        shutil.copytree(REPO_ROOT / "solutions", root / "solutions")
+        shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks")
+        course = Course(root, database=url)
+        first = course.assignments()[0]
+        sample_class.build(course, [first])
+        [notebook] = course.source_notebooks(first)
+        broken = course.submitted / "broken" / first / notebook.name
+        broken.parent.mkdir(parents=True)
+        broken.write_text("{ not a notebook")
+        report = autograde(course, [first], log=lambda *_: None)
+        assert [r.student for r in report.failures] == ["broken"]
+        table = read_scores(course)
+        exports[name] = (table.rows(), table.canvas_rows(), table.problems, table.render())
+        assert (url is None) == course.db_path.exists()
+    assert exports["sqlite"] == exports["postgresql"]
+    rows = exports["sqlite"][0]
+    assert [r[0] for r in rows[1:]] == sorted(list(sample_class.STUDENTS) + ["broken"]) + ["max"]

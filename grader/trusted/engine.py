@@ -35,10 +35,11 @@ from . import wire
 from .audit import GIVEN_LAYER, Finding, ImportAudit, student_cells
 from .kernels import sandbox_status
 from .namespace import free_names, instructor_imports, trusted_globals, unwrap, wrap
-from .session import (KernelDied, KernelSession, KernelUnavailable, Options, OutputLimitExceeded, StudentCodeTimeout,
-                      error_output)
+from .session import (KernelDied, KernelSession, KernelUnavailable, Options, OutputLimitExceeded,
+                      StudentCodeTimeout, error_output)
 
 KERNEL_FAILURES = (KernelDied, StudentCodeTimeout, OutputLimitExceeded)
+NOTICE_TAG = "trusted-grader-notice"
 
 
 class GradingError(Exception):
@@ -56,7 +57,9 @@ class NotebookReport:
     restored: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     policy: str = "flag"
-    seconds: float = 0.0
+    seconds: float = 0.0          # the whole notebook, wall time
+    student_seconds: float = 0.0  # of which running code in the student's kernel (cells and calls)
+    startup_seconds: float = 0.0  # of which waiting for the kernel to start (zero for a warm kernel)
 
     @property
     def degraded(self) -> bool:
@@ -84,7 +87,16 @@ class NotebookReport:
         return {"sandbox_mode": self.sandbox_mode, "sandbox_message": self.sandbox_message,
                 "degraded": self.degraded, "restarts": self.restarts, "events": list(self.events),
                 "restored": list(self.restored), "findings": [f.as_dict() for f in self.findings],
-                "policy": self.policy, "seconds": round(self.seconds, 3)}
+                "policy": self.policy, "seconds": round(self.seconds, 3),
+                "student_seconds": round(self.student_seconds, 3), "startup_seconds": round(self.startup_seconds, 3)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "NotebookReport":
+        return cls(sandbox_mode=data["sandbox_mode"], sandbox_message=data["sandbox_message"],
+                   restarts=data["restarts"], events=list(data["events"]), restored=list(data["restored"]),
+                   findings=[Finding(**f) for f in data["findings"]], policy=data["policy"],
+                   seconds=data["seconds"], student_seconds=data.get("student_seconds", 0.0),
+                   startup_seconds=data.get("startup_seconds", 0.0))
 
 
 # -- restoring the instructor's cells -------------------------------------------------------------------------------
@@ -181,10 +193,13 @@ class GradingEngine:
         self.audit = audit or ImportAudit()
         self.log = log
 
-    def run(self, nb: NotebookNode, source_nb: NotebookNode, workdir: Path) -> NotebookReport:
+    def run(self, nb: NotebookNode, source_nb: NotebookNode, workdir: Path, *, session: KernelSession | None = None,
+            sandbox: tuple[str, str] | None = None) -> NotebookReport:
+        """Grade ``nb`` in place. ``session``: a kernel already launched in ``workdir`` (a warm worker's);
+        ``sandbox``: the (mode, message) the run worked out once, instead of asking again."""
         started = time.monotonic()
         self.deadline = started + self.options.notebook_timeout
-        mode, message = sandbox_status(self.options.sandbox)
+        mode, message = sandbox or sandbox_status(self.options.sandbox)
         report = NotebookReport(sandbox_mode=mode, sandbox_message=message, policy=self.audit.policy)
         self.report = report
         report.restored = restore_grade_cells(nb, source_nb)
@@ -192,9 +207,9 @@ class GradingEngine:
         self.trusted_base = trusted_globals(instructor_imports(source_nb))
         student_ids = {id(c) for _, c in student_cells(nb, source_nb)}
 
-        self.session = KernelSession(Path(workdir), self.options, self.log)
+        self.session = session or KernelSession(Path(workdir), self.options, self.log)
         try:
-            self.session.start()
+            self.session.ready()
         except KernelUnavailable as err:
             raise GradingError(str(err)) from err
         report.sandbox_mode = self.session.sandbox_mode
@@ -232,6 +247,8 @@ class GradingEngine:
                 if cells.is_test(cell):
                     cell.outputs = [error_output("ImportPolicyViolation", reason)]
         report.seconds = time.monotonic() - started
+        report.student_seconds = self.session.student_seconds
+        report.startup_seconds = self.session.startup_seconds
         return report
 
     # -- kernel state ----------------------------------------------------------------------------------------------
@@ -475,3 +492,20 @@ def _course_env(root: Path):
             os.environ.pop("WORKBOOK_COURSE_ROOT", None)
         else:
             os.environ["WORKBOOK_COURSE_ROOT"] = old
+
+
+def grade_in_place(nb, source_nb, assignment: str, course_root: Path, workdir: Path, options: Options,
+                   audit: ImportAudit, log=lambda s: None, require_full_sandbox: bool = False,
+                   session: KernelSession | None = None, sandbox: tuple[str, str] | None = None):
+    """Grade ``nb`` (modified in place: outputs, restored test cells, the notice cell); return the report."""
+    nb.cells = [c for c in nb.cells if NOTICE_TAG not in c.get("metadata", {}).get("tags", [])]
+    engine = GradingEngine(assignment, course_root, options, audit, log=log)
+    if require_full_sandbox:
+        mode, message = sandbox or sandbox_status(options.sandbox)
+        if mode != "bwrap":
+            raise GradingError(f"the full sandbox is required but unavailable: {message}")
+    report = engine.run(nb, source_nb, workdir, session=session, sandbox=sandbox)
+    notice = nbformat.v4.new_markdown_cell(report.notice_markdown(), metadata={"tags": [NOTICE_TAG]})
+    notice.pop("id", None)
+    nb.cells.insert(0, notice)
+    return report

@@ -9,6 +9,7 @@ helper and returns the kernel's reply decoded by :mod:`grader.trusted.wire`.
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,12 @@ from nbformat import NotebookNode
 
 from . import wire
 from .kernels import kernel_env, make_kernel_manager
+
+
+BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+KERNEL_LOG = logging.getLogger("grader.kernels")
+KERNEL_LOG.addHandler(logging.NullHandler())
+KERNEL_LOG.propagate = False
 
 
 class KernelDied(Exception):
@@ -54,6 +61,7 @@ class Options:
     max_restarts: int = 3
     sandbox: str = "auto"
     execution: str = "autograde"
+    blas_threads: int = 0   # threads numpy's BLAS may use in the kernel (0: its default, all cores)
 
 
 @dataclass
@@ -97,25 +105,55 @@ class KernelSession:
         self.restarts = 0
         self.sandbox_mode = "none"
         self.degraded = True
+        self.student_seconds = 0.0   # time spent running code in the kernel (student cells and calls)
+        self.startup_seconds = 0.0   # time spent waiting for kernels to become ready
+        self._launched = None        # (km, kc, monotonic start) of a kernel launched but not yet waited on
 
     # -- life cycle ---------------------------------------------------------------------------------------------
-    def start(self) -> None:
+    def launch(self) -> None:
+        """Start the kernel process without waiting for it: it boots while the caller does other work.
+
+        :meth:`start` (or the first :meth:`ready`) waits for it. A warm grading worker launches the next
+        submission's kernel this way before it finishes the current one.
+        """
+        if self._launched is not None or self.km is not None:
+            return
         self.generation += 1
         km = make_kernel_manager(self.workdir, self.options.sandbox)
-        km.start_kernel(cwd=str(self.workdir), env=kernel_env(self.workdir, self.options.execution),
+        km.log = KERNEL_LOG  # the sandbox status is said once per run by the caller, not once per kernel
+        env = kernel_env(self.workdir, self.options.execution)
+        if self.options.blas_threads:  # kernels graded side by side must not each take every core
+            env.update({name: str(self.options.blas_threads) for name in BLAS_THREAD_VARIABLES})
+        km.start_kernel(cwd=str(self.workdir), env=env,
                         extra_arguments=["--HistoryManager.hist_file=:memory:"])
         kc = km.client()
         kc.start_channels()
+        self._launched = (km, kc, time.monotonic())
+
+    def ready(self) -> None:
+        """Wait for the launched kernel and install the grading bridge (launching it first if needed)."""
+        if self.km is not None:
+            return
+        self.launch()
+        km, kc, launched = self._launched
+        self._launched = None
+        waited = time.monotonic()
         try:
-            kc.wait_for_ready(timeout=self.options.startup_timeout)
+            kc.wait_for_ready(timeout=max(0.1, self.options.startup_timeout - (waited - launched)))
         except RuntimeError as err:
             kc.stop_channels()
             self._kill(km)
             raise KernelUnavailable(f"the grading kernel did not start: {err}") from err
+        finally:
+            self.startup_seconds += time.monotonic() - waited
         self.km, self.kc = km, kc
         self.sandbox_mode = getattr(km, "sandbox_mode", "none")
         self.degraded = bool(getattr(km, "degraded", self.sandbox_mode != "bwrap"))
         self.install_bridge()
+
+    def start(self) -> None:
+        self.launch()
+        self.ready()
 
     def install_bridge(self) -> None:
         result = self.run(wire.KERNEL_SOURCE, self.options.startup_timeout, silent=True)
@@ -139,6 +177,11 @@ class KernelSession:
 
     def kill(self) -> None:
         """Stop the kernel at once (SIGKILL to its whole process group)."""
+        if self._launched is not None:
+            km, kc, _ = self._launched
+            self._launched = None
+            kc.stop_channels()
+            self._kill(km)
         if self.kc is not None:
             self.kc.stop_channels()
         if self.km is not None:
@@ -221,6 +264,7 @@ class KernelSession:
                 if result.status == "output_limit":
                     break
         result.seconds = time.monotonic() - started
+        self.student_seconds += result.seconds
         return result
 
     @staticmethod
