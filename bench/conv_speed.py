@@ -141,7 +141,7 @@ def bench_layer(table, ref, dilated, torch, x_shape, w_shape, pad, dtype, repeat
     table.add("conv backward", x_shape, dtype, _best_ms(lambda: ref.conv_backward_im2col(dout, cache), repeat),
               _best_ms(lambda: torch.autograd.grad(out_t, (xt, wt, bt), dout_t, retain_graph=True), repeat),
               _peak_mb(lambda: ref.conv_backward_im2col(dout, cache)))
-    del out_t, grads_t
+    out_t = grads_t = None      # free torch's graph before the next layer
 
     # Max pooling, 2x2 at stride 2
     pooled, pool_cache = ref.max_pool_forward_im2col(x, POOL)
@@ -159,7 +159,7 @@ def bench_layer(table, ref, dilated, torch, x_shape, w_shape, pad, dtype, repeat
               _best_ms(lambda: ref.max_pool_backward_im2col(dpool, pool_cache), repeat),
               _best_ms(lambda: torch.autograd.grad(pooled_t, xt, dpool_t, retain_graph=True), repeat),
               _peak_mb(lambda: ref.max_pool_backward_im2col(dpool, pool_cache)))
-    del pooled_t
+    pooled_t = None
 
     # Dilated convolution (PyTorch convention: dilation 1 is an ordinary filter)
     if dilated is None:

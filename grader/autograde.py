@@ -35,7 +35,8 @@ class Outcome:
         if self.summary.get("restarts"):
             notes.append(f"the kernel was restarted {self.summary['restarts']} time(s): "
                          + "; ".join(str(e) for e in self.summary.get("events", []))[:300])
-        imports = sorted({f["module"] for f in self.summary.get("findings", []) if f.get("how") != "loaded at run time"})
+        imports = sorted({f["module"] for f in self.summary.get("findings", [])
+                          if f.get("how") != "loaded at run time"})
         if imports:
             notes.append(f"import audit ({self.summary.get('policy', 'flag')}): imports outside the allowed list: "
                          + ", ".join(imports))

@@ -43,7 +43,8 @@ def torch():
         import torch as _torch
     except ImportError:
         if os.environ.get("CI"):
-            pytest.fail("torch is not installed, but CI must run the torch comparisons (.ci/run installs torch==2.13.0)")
+            pytest.fail("torch is not installed, but CI must run the torch comparisons "
+                        "(.ci/run installs torch==2.13.0)")
         pytest.skip("torch not installed (make bench or .ci/run installs torch==2.13.0)")
     _torch.set_num_threads(2)
     return _torch

@@ -111,7 +111,8 @@ def test_one_broken_submission_costs_no_one_else_and_nothing_is_modified(toy_cou
     outcome = {o.student: o for o in report.outcomes}
     assert outcome["alice"].ok and outcome["carol"].ok
     assert not outcome["bob"].ok
-    assert "submitted/bob/00_toy/toy.ipynb" in outcome["bob"].problem and "not a readable notebook" in outcome["bob"].problem
+    problem = outcome["bob"].problem
+    assert "submitted/bob/00_toy/toy.ipynb" in problem and "not a readable notebook" in problem
     table = read_scores(toy_course)
     assert table.total("alice") == (3, 3)
     assert table.total("carol") == (1, 3)

@@ -35,7 +35,8 @@ def _param(case_args):
 FORWARDS = [c for c in PRESENT if c[1]]
 
 
-@pytest.mark.parametrize("assignment, forward, backward, dilated", FORWARDS, ids=[f"{a}:{f}" for a, f, _, _ in FORWARDS])
+@pytest.mark.parametrize("assignment, forward, backward, dilated", FORWARDS,
+                         ids=[f"{a}:{f}" for a, f, _, _ in FORWARDS])
 def test_forward_matches_scipy(assignment, forward, backward, dilated):
     fn = getattr(reference(assignment), forward)
     for case in conv_cases(seed=101, dilation=dilated):

@@ -22,7 +22,8 @@ from toycourse import ASSIGNMENT, submit
 
 
 def _pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or ([shutil.which(name)] if shutil.which(name) else [])
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    found = found or ([shutil.which(name)] if shutil.which(name) else [])
     if not found:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL is not installed, but CI must run this test (.ci/run installs postgresql)")

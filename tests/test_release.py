@@ -55,7 +55,9 @@ def test_student_package_holds_no_solution_or_hidden_test():
 
 
 def test_solution_runs_finds_copied_solution_code_but_not_boilerplate():
-    secrets = {"N, C, H, W = x.shape", "out = np.zeros((N, F, H_out, W_out))", "out[n, f, i, j] = np.sum(window * w[f])"}
+    secrets = {"N, C, H, W = x.shape", "out = np.zeros((N, F, H_out, W_out))",
+               "out[n, f, i, j] = np.sum(window * w[f])"}
     assert solution_runs("def f(x):\n    N, C, H, W = x.shape\n    return N\n", secrets) == []
-    copied = "    N, C, H, W = x.shape\n\n    out = np.zeros((N, F, H_out, W_out))\n    out[n, f, i, j] = np.sum(window * w[f])\n"
+    copied = ("    N, C, H, W = x.shape\n\n    out = np.zeros((N, F, H_out, W_out))\n"
+              "    out[n, f, i, j] = np.sum(window * w[f])\n")
     assert solution_runs(copied, secrets) == [sorted(secrets, key=copied.index)]

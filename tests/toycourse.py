@@ -17,12 +17,13 @@ def nbgrader_meta(**fields) -> dict:
 
 
 def solution_cell(grade_id: str, source: str):
-    return nbformat.v4.new_code_cell(source, metadata=nbgrader_meta(solution=True, grade=False, locked=False, grade_id=grade_id))
+    return nbformat.v4.new_code_cell(source, metadata=nbgrader_meta(solution=True, grade=False, locked=False,
+                                                                    grade_id=grade_id))
 
 
 def graded_cell(grade_id: str, points: int, source: str):
-    return nbformat.v4.new_code_cell(source, metadata=nbgrader_meta(solution=False, grade=True, locked=True, points=points,
-                                                            grade_id=grade_id))
+    return nbformat.v4.new_code_cell(source, metadata=nbgrader_meta(solution=False, grade=True, locked=True,
+                                                                    points=points, grade_id=grade_id))
 
 
 def toy_notebook() -> nbformat.NotebookNode:

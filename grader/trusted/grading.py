@@ -134,7 +134,8 @@ def grade_notebook(submission: str | Path, assignment: str, course: Course | Non
         result = GradingResult(submission, assignment)
         try:
             result.report = grade_in_place(nb, cells.read(source_path), assignment, course.root, work,
-                                           executor.options(), audit, require_full_sandbox=executor.require_full_sandbox)
+                                           executor.options(), audit,
+                                           require_full_sandbox=executor.require_full_sandbox)
         except GradingError as err:
             result.problem = str(err)
             return result
