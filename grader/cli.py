@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .course import Course, CourseError
+from .trusted.sandbox import MODES
 
 
 def _course(args) -> Course:
@@ -129,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "rlimits, none (default: auto, or WORKBOOK_SANDBOX)")
     add("release", cmd_release, "regenerate notebooks/ from solutions/ (deterministic; refuses to leak)")
     p = add("autograde", cmd_autograde, "autograde submitted/<student>/<assignment>/ into autograded/", students=True)
-    p.add_argument("--sandbox", choices=["auto", "bwrap", "rlimits", "none"], help=sandbox_help)
+    p.add_argument("--sandbox", choices=list(MODES), help=sandbox_help)
     add("feedback", cmd_feedback, "write feedback HTML for autograded submissions into feedback/", students=True)
     p = add("export", cmd_export, "print the per-question score table and write it as CSV", students=True)
     p.add_argument("--output", "-o", default="scores.csv", help="CSV file to write (default: scores.csv)")
@@ -137,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("check", cmd_check, "grade one notebook exactly as the instructor's autograder would", assignments=False)
     p.add_argument("notebook", help="path to your notebook, e.g. notebooks/02_conv_forward/conv_forward.ipynb")
     p.add_argument("--assignment", help="assignment id (default: the notebook's folder name)")
-    p.add_argument("--sandbox", choices=["auto", "bwrap", "rlimits", "none"], help=sandbox_help)
+    p.add_argument("--sandbox", choices=list(MODES), help=sandbox_help)
     add("demo", cmd_demo, "release, build the sample class, autograde it, write feedback and print the scores",
         assignments=False)
     return parser

@@ -33,7 +33,7 @@ from ..leaks import split_regions
 from ..reference import python_lines
 from . import wire
 from .audit import GIVEN_LAYER, Finding, ImportAudit, student_cells
-from .kernels import sandbox_status
+from .kernels import Limits, sandbox_status
 from .namespace import free_names, instructor_imports, trusted_globals, unwrap, wrap
 from .session import (KernelDied, KernelSession, KernelUnavailable, Options, OutputLimitExceeded, StudentCodeTimeout,
                       error_output)
@@ -57,6 +57,7 @@ class NotebookReport:
     findings: list[Finding] = field(default_factory=list)
     policy: str = "flag"
     seconds: float = 0.0
+    limits: dict = field(default_factory=dict)      # the sandbox's resource limits (grader.trusted.sandbox.Limits)
 
     @property
     def degraded(self) -> bool:
@@ -84,7 +85,7 @@ class NotebookReport:
         return {"sandbox_mode": self.sandbox_mode, "sandbox_message": self.sandbox_message,
                 "degraded": self.degraded, "restarts": self.restarts, "events": list(self.events),
                 "restored": list(self.restored), "findings": [f.as_dict() for f in self.findings],
-                "policy": self.policy, "seconds": round(self.seconds, 3)}
+                "policy": self.policy, "seconds": round(self.seconds, 3), "limits": dict(self.limits)}
 
 
 # -- restoring the instructor's cells -------------------------------------------------------------------------------
@@ -184,8 +185,9 @@ class GradingEngine:
     def run(self, nb: NotebookNode, source_nb: NotebookNode, workdir: Path) -> NotebookReport:
         started = time.monotonic()
         self.deadline = started + self.options.notebook_timeout
-        mode, message = sandbox_status(self.options.sandbox)
+        mode, message = sandbox_status(self.options.sandbox, self.options.limits)
         report = NotebookReport(sandbox_mode=mode, sandbox_message=message, policy=self.audit.policy)
+        report.limits = (self.options.limits or Limits()).as_dict()
         self.report = report
         report.restored = restore_grade_cells(nb, source_nb)
         report.findings = self.audit.static(nb, source_nb, self.assignment)

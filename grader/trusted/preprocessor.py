@@ -22,12 +22,14 @@ from pathlib import Path
 
 import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Bool, Enum, Float, Integer, Unicode
+from traitlets import Bool, Dict, Enum, Float, Integer, Unicode
 
 from .. import cells
 from ..course import Course, CourseError
 from .audit import ImportAudit
 from .engine import GradingEngine, GradingError
+from .places import scrub_before_grading
+from .sandbox import MODES, Limits
 from .session import Options
 
 NOTICE_TAG = "trusted-grader-notice"
@@ -46,20 +48,23 @@ class TrustedExecute(NbGraderPreprocessor):
     max_output_bytes = Integer(1 << 20, help="Output bytes of a cell kept in the notebook.").tag(config=True)
     kill_output_bytes = Integer(16 << 20, help="Output bytes after which the kernel is killed.").tag(config=True)
     max_restarts = Integer(3, help="Kernel restarts per notebook after a crash or kill.").tag(config=True)
-    sandbox = Enum(["auto", "bwrap", "rlimits", "none"], "auto",
+    sandbox = Enum(list(MODES), "auto",
                    help="auto: bubblewrap where usable, else the degraded rlimits fallback.").tag(config=True)
     require_full_sandbox = Bool(False, help="Refuse to grade unless the bubblewrap sandbox is in use."
                                 ).tag(config=True)
     course_root = Unicode("", help="Course root (default: WORKBOOK_COURSE_ROOT, else the working directory)."
                           ).tag(config=True)
     execution = Unicode("autograde").tag(config=True)
+    limits = Dict(help="The sandbox's resource limits (names of grader.trusted.sandbox.Limits: memory, processes, "
+                       "address_space, cpu_seconds, open_files, file_size, tmpfs_size); see nbgrader_config.py"
+                  ).tag(config=True)
 
     def options(self) -> Options:
         return Options(cell_timeout=self.timeout, call_timeout=self.call_timeout,
                        notebook_timeout=self.notebook_timeout, startup_timeout=self.startup_timeout,
                        max_call_bytes=self.max_call_bytes, max_output_bytes=self.max_output_bytes,
                        kill_output_bytes=self.kill_output_bytes, max_restarts=self.max_restarts,
-                       sandbox=self.sandbox, execution=self.execution)
+                       sandbox=self.sandbox, execution=self.execution, limits=Limits.from_table(self.limits))
 
     def course(self) -> Course:
         if self.course_root:
@@ -77,6 +82,7 @@ class TrustedExecute(NbGraderPreprocessor):
         if not source_path.is_file():
             raise GradingError(f"no source notebook {source_path} to take the test cells from")
         workdir = Path(resources.get("metadata", {}).get("path") or os.getcwd()).resolve()
+        scrub_before_grading(workdir, course, assignment, info.get("student"), log=self.log.warning)
         report = grade_in_place(nb, cells.read(source_path), assignment, course.root, workdir, self.options(),
                                 ImportAudit(parent=self), log=self.log.info,
                                 require_full_sandbox=self.require_full_sandbox)

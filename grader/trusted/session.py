@@ -20,7 +20,7 @@ import zmq
 from nbformat import NotebookNode
 
 from . import wire
-from .kernels import kernel_env, make_kernel_manager
+from .kernels import Limits, kernel_env, make_kernel_manager
 
 
 class KernelDied(Exception):
@@ -29,6 +29,10 @@ class KernelDied(Exception):
 
 class StudentCodeTimeout(Exception):
     """Student code ran past its time limit; the kernel was killed."""
+
+
+class MemoryLimitExceeded(KernelDied):
+    """Student code used more memory than the kernel's memory limit (its cgroup); the kernel was stopped."""
 
 
 class OutputLimitExceeded(Exception):
@@ -54,13 +58,14 @@ class Options:
     max_restarts: int = 3
     sandbox: str = "auto"
     execution: str = "autograde"
+    limits: Limits | None = None          # the sandbox's resource limits (None: the defaults)
 
 
 @dataclass
 class RunResult:
     """What running one piece of code in the kernel gave."""
 
-    status: str  # "ok" | "error" | "timeout" | "died" | "output_limit"
+    status: str  # "ok" | "error" | "timeout" | "died" | "memory_limit" | "output_limit"
     outputs: list = field(default_factory=list)
     payloads: list = field(default_factory=list)
     printed: str = ""
@@ -68,7 +73,7 @@ class RunResult:
 
     @property
     def fatal(self) -> bool:
-        return self.status in ("timeout", "died", "output_limit")
+        return self.status in ("timeout", "died", "memory_limit", "output_limit")
 
 
 def error_output(ename: str, evalue: str, detail: str | None = None) -> NotebookNode:
@@ -81,6 +86,8 @@ FATAL_MESSAGES = {
     "timeout": ("StudentCodeTimeout", "the code ran longer than the limit of {limit:g} s and the kernel was stopped"),
     "died": ("KernelDied", "the kernel died while running this code (a crash, os._exit, or running out of memory)"),
     "output_limit": ("OutputLimitExceeded", "the code printed more than {kill} bytes and the kernel was stopped"),
+    "memory_limit": ("MemoryLimitExceeded", "memory limit exceeded ({memory} MiB): the code used more memory than "
+                                            "the limit over all its processes and the kernel was stopped"),
 }
 
 
@@ -97,11 +104,12 @@ class KernelSession:
         self.restarts = 0
         self.sandbox_mode = "none"
         self.degraded = True
+        self.limits = options.limits or Limits()
 
     # -- life cycle ---------------------------------------------------------------------------------------------
     def start(self) -> None:
         self.generation += 1
-        km = make_kernel_manager(self.workdir, self.options.sandbox)
+        km = make_kernel_manager(self.workdir, self.options.sandbox, self.limits)
         km.start_kernel(cwd=str(self.workdir), env=kernel_env(self.workdir, self.options.execution),
                         extra_arguments=["--HistoryManager.hist_file=:memory:"])
         kc = km.client()
@@ -167,7 +175,7 @@ class KernelSession:
         """
         if not self.alive:
             return RunResult("died")
-        kc, opts = self.kc, self.options
+        kc = self.kc
         started = time.monotonic()
         deadline = started + max(timeout, 0.1)
         msg_id = kc.execute(code, silent=silent, store_history=not silent, allow_stdin=stdin is not None,
@@ -192,8 +200,8 @@ class KernelSession:
                 break
             if now - last_alive_check > 0.5:
                 last_alive_check = now
-                if not self.km.is_alive():
-                    result.status = "died"
+                if self._memory_exceeded() or not self.km.is_alive():
+                    result.status = "memory_limit" if self._memory_exceeded() else "died"
                     self.kill()
                     break
             ready = {sockets[sock] for sock, _ in poller.poll(timeout=max(1, min(250, int((deadline - now) * 1000))))}
@@ -220,8 +228,15 @@ class KernelSession:
                         break
                 if result.status == "output_limit":
                     break
+        if result.status in ("ok", "error") and self._memory_exceeded():
+            result.status = "memory_limit"      # a child was killed by the memory limit: the kernel goes too
+            self.kill()
         result.seconds = time.monotonic() - started
         return result
+
+    def _memory_exceeded(self) -> bool:
+        """Did the kernel's memory limit (its cgroup's OOM killer) stop one of its processes?"""
+        return self.km is not None and bool(getattr(self.km, "memory_exceeded", lambda: False)())
 
     @staticmethod
     def _next(get) -> dict | None:
@@ -256,7 +271,8 @@ class KernelSession:
             if state["kept"] + size > opts.max_output_bytes:
                 if state["kept"] <= opts.max_output_bytes:
                     result.outputs.append(nbformat.v4.new_output(
-                        "stream", name="stdout", text=f"\n[output truncated: more than {opts.max_output_bytes} bytes]\n"))
+                        "stream", name="stdout",
+                        text=f"\n[output truncated: more than {opts.max_output_bytes} bytes]\n"))
                     state["kept"] = opts.max_output_bytes + 1
                 return True
             state["kept"] += size
@@ -270,7 +286,8 @@ class KernelSession:
 
     def fatal_output(self, result: RunResult, limit: float) -> NotebookNode:
         ename, template = FATAL_MESSAGES[result.status]
-        return error_output(ename, template.format(limit=limit, kill=self.options.kill_output_bytes))
+        return error_output(ename, template.format(limit=limit, kill=self.options.kill_output_bytes,
+                                                   memory=self.limits.memory >> 20))
 
     # -- the bridge ----------------------------------------------------------------------------------------------
     MAX_CALLBACKS = 100_000
@@ -321,6 +338,9 @@ class KernelSession:
             raise StudentCodeTimeout(f"the call ran longer than {limit:g} s; the student's kernel was stopped")
         if result.status == "died":
             raise KernelDied("the student's kernel died during the call (a crash, os._exit, or out of memory)")
+        if result.status == "memory_limit":
+            raise MemoryLimitExceeded(f"memory limit exceeded ({self.limits.memory >> 20} MiB) during the call; "
+                                      f"the student's kernel was stopped")
         if result.status == "output_limit":
             raise OutputLimitExceeded(f"the call printed more than {self.options.kill_output_bytes} bytes; "
                                       f"the student's kernel was stopped")
