@@ -746,6 +746,19 @@ def test_stale_folders_of_a_killed_grader_are_swept(tmp_path):
     assert (REPO / "README.md").exists()
 
 
+@needs_root
+def test_cgroups_of_a_killed_grader_are_swept():
+    where, note = cgroups.hierarchy()
+    assert where is not None, note
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = [where.memory / f"{cgroups.PREFIX}{dead.pid}-abc", where.pids / f"{cgroups.PREFIX}{dead.pid}-abc"]
+    for d in stale:
+        d.mkdir(exist_ok=True)
+    assert cgroups.sweep(where) >= 1
+    assert not any(d.exists() for d in stale)
+
+
 def test_workdir_is_required(tmp_path):
     with pytest.raises(SandboxError, match="does not exist"):
         SandboxedKernelManager(sandbox_spec=SandboxSpec(workdir=tmp_path / "missing")).start_kernel()

@@ -46,6 +46,7 @@ from . import sandbox as sb
 from .sandbox import Limits, SandboxError, SandboxSpec, SandboxStatus, sandbox_status  # noqa: F401
 
 KERNEL_NAME = "python3"
+_WARNED: set[SandboxStatus] = set()
 
 
 def kernel_env(workdir: Path | None = None, execution: str = "", *, ambient: dict[str, str] | None = None,
@@ -99,7 +100,8 @@ class SandboxProvisioner(LocalProvisioner):
         self.plan = plan
         for note in plan.notes:
             self.log.warning("%s", note)
-        if plan.status.mode != "bwrap":
+        if plan.status.mode != "bwrap" and plan.status not in _WARNED:
+            _WARNED.add(plan.status)         # said once per process, loudly, not once per kernel
             self.log.warning("%s", self.message)
 
     async def pre_launch(self, **kwargs: t.Any) -> dict[str, t.Any]:

@@ -77,6 +77,7 @@ SUBMISSION_VIEW = "/run/workbook/submission"
 #: Prefixes of the per-kernel folders on the host, followed by the grader's pid (for the sweep at start).
 IPC_PREFIX = "wb-kernel-"
 SCRATCH_PREFIX = "wb-scratch-"
+SECCOMP_PREFIX = "wb-seccomp-"
 #: The system bubblewrap, used only when WORKBOOK_BWRAP names it (or another binary).
 BWRAP_ENV = "WORKBOOK_BWRAP"
 
@@ -440,7 +441,7 @@ def prepare(spec: SandboxSpec, status: SandboxStatus | None = None) -> KernelPla
             except OSError as err:
                 plan.notes.append(f"no cgroup for this kernel ({err}); the rlimits still apply")
         if status.mode != "none" and status.seccomp:
-            private = Path(tempfile.mkdtemp(prefix="wb-seccomp-"))
+            private = Path(tempfile.mkdtemp(prefix=SECCOMP_PREFIX + tag))
             plan.seccomp_file = private / "filter.bpf"
             plan.seccomp_file.write_bytes(seccomp.filter_bytes())
             plan.seccomp_file.chmod(0o644)
@@ -455,7 +456,7 @@ def sweep_stale(tmp: Path | None = None) -> int:
     """Remove the IPC and scratch folders (and cgroups) of graders that were killed before they cleaned up."""
     tmp = Path(tmp or tempfile.gettempdir())
     removed = 0
-    pattern = re.compile(rf"^(?:{IPC_PREFIX}|{SCRATCH_PREFIX})(\d+)-")
+    pattern = re.compile(rf"^(?:{IPC_PREFIX}|{SCRATCH_PREFIX}|{SECCOMP_PREFIX})(\d+)-")
     with contextlib.suppress(OSError):
         for entry in tmp.iterdir():
             match = pattern.match(entry.name)
