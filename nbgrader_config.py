@@ -28,17 +28,46 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# A graded cell may take at most this long (hidden tests are sized to finish in under 5 s with naive loops).
-c.ExecutePreprocessor.timeout = 120
-c.Execute.timeout = 120
+# The limits of one student's kernel, in one table (README, "Grading and trust", shows the same table).
+# Hidden tests are sized to finish in under 5 s with naive loops; a kernel with numpy loaded uses ~120 MiB.
+#
+#   limit              this course                 Judge0 default (max)        PrairieLearn default
+#   cell_timeout       120 s wall per cell          10 s wall (20)              30 s per grading job
+#   call_timeout       60 s wall per call           -                           -
+#   notebook_timeout   1800 s wall per notebook     -                           (the job's 30 s)
+#   cpu_seconds        600 s CPU per process        5 s CPU (15)                -
+#   memory             2048 MiB, whole tree, no swap  128 MB (512 MB)           -
+#   address_space      4096 MiB per process         (in the memory limit)       -
+#   processes          64, whole tree               60 processes/threads        -
+#   output_bytes       1 MiB kept per cell          (stdout capped by size)     -
+#   kill_output_bytes  16 MiB, then the kernel stops  -                        -
+#   file_size          64 MiB per file              1 MB (4 MB)                 -
+#   tmpfs_size         256 MiB scratch copy, /tmp, /dev/shm each  -             -
+#   open_files         256 per process              -                           -
+MiB = 1 << 20
+LIMITS = {
+    "cell_timeout": 120, "call_timeout": 60, "notebook_timeout": 1800, "cpu_seconds": 600,
+    "memory": 2048 * MiB, "address_space": 4096 * MiB, "processes": 64,
+    "output_bytes": 1 * MiB, "kill_output_bytes": 16 * MiB, "file_size": 64 * MiB, "tmpfs_size": 256 * MiB,
+    "open_files": 256,
+}
+c.ExecutePreprocessor.timeout = LIMITS["cell_timeout"]
+c.Execute.timeout = LIMITS["cell_timeout"]
 
-# Trusted grading: student code runs in a sandboxed kernel (bubblewrap when installed, else rlimits with a
-# loud "degraded sandbox" notice); graded cells run in the grader's own process, restored from the source
+# Trusted grading: student code runs in a sandboxed kernel (bubblewrap from pip, else rlimits with a loud
+# "degraded sandbox" notice); graded cells run in the grader's own process, restored from the source
 # notebook, and only plain data crosses back from the kernel. See grader/trusted/.
 from grader.trusted import configure  # noqa: E402
 
 configure(c)
 c.TrustedExecute.sandbox = os.environ.get("WORKBOOK_SANDBOX", "auto")  # auto | bwrap | rlimits | none
+c.TrustedExecute.timeout = LIMITS["cell_timeout"]
+c.TrustedExecute.call_timeout = LIMITS["call_timeout"]
+c.TrustedExecute.notebook_timeout = LIMITS["notebook_timeout"]
+c.TrustedExecute.max_output_bytes = LIMITS["output_bytes"]
+c.TrustedExecute.kill_output_bytes = LIMITS["kill_output_bytes"]
+c.TrustedExecute.limits = {name: LIMITS[name] for name in (
+    "memory", "address_space", "processes", "cpu_seconds", "open_files", "file_size", "tmpfs_size")}
 # Import audit: what student code may import. Findings are reported in the grading summary and the
 # feedback; "flag" keeps the score, "zero" sets the notebook's score to 0.
 c.ImportAudit.default_allowed = ["numpy", "math"]

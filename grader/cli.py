@@ -18,7 +18,9 @@ from pathlib import Path  # noqa: E402
 
 from .course import Course, CourseError  # noqa: E402
 
-SANDBOX_CHOICES = ["auto", "bwrap", "rlimits", "none"]
+from .trusted.sandbox import MODES  # noqa: E402
+
+SANDBOX_CHOICES = list(MODES)
 
 
 def _course(args) -> Course:

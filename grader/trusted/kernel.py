@@ -1,39 +1,37 @@
-"""A jupyter_client kernel manager whose kernel runs inside the sandbox of :mod:`grader.trusted.sandbox`.
+"""The student's kernel: a jupyter_client kernel manager whose kernel runs in the sandbox of
+:mod:`grader.trusted.sandbox`, and the one place that decides its environment.
 
 It is built from jupyter_client's own extension points, not a fork:
 
-* :class:`SandboxProvisioner` is a ``LocalProvisioner`` that prepares the sandbox (a private IPC directory, a
-  uid of its own, the working copy handed to that uid), wraps the kernel command in bubblewrap and the
-  launcher, filters the environment, routes signals to the kernel inside the sandbox and kills the whole
-  sandbox when asked to kill;
+* :class:`SandboxProvisioner` is a ``LocalProvisioner`` that prepares the sandbox (:func:`sandbox.prepare`: a
+  private IPC folder, a uid of its own, a cgroup, the seccomp filter), has the backend wrap the kernel command,
+  sets the environment, routes signals to the kernel inside the sandbox and kills the whole sandbox when asked;
 * :class:`SandboxedKernelManager` (blocking) and :class:`AsyncSandboxedKernelManager` (for nbclient's async
   path) install that provisioner and switch the transport to IPC: the kernel has a network namespace of its
-  own, so it cannot reach the host's loopback, but it can reach unix sockets in a directory bound into the
+  own, so it cannot reach the host's loopback, but it can reach unix sockets in a folder bound into the
   sandbox.
 
-Use::
+Everything that starts a kernel for grading goes through :func:`make_kernel_manager`::
 
-    km = SandboxedKernelManager(sandbox_spec=SandboxSpec(workdir=copy_of_submission))
-    km.start_kernel()
+    km = make_kernel_manager(submission_dir, "auto", limits, status=probe("auto"))
+    km.start_kernel(env=kernel_env(submission_dir, "autograde"))
     kc = km.client(); kc.start_channels(); kc.wait_for_ready(timeout=60)
     ...
-    km.kill_hard()      # whatever the kernel ignores
+    km.memory_exceeded()   # True once the cgroup's OOM killer struck
+    km.kill_hard()         # whatever the kernel ignores
     km.shutdown_kernel(now=True)
 
-or ``NotebookClient(nb, km=AsyncSandboxedKernelManager(sandbox_spec=...))``. Prefer the async manager with
-nbclient: nbclient drives a blocking manager through jupyter_core's thread runner, and when such a kernel
-fails to start, nbclient's clean-up at interpreter exit waits for a runner that exit has already stopped.
+The kernel works in a private scratch copy of ``submission_dir`` and never writes to it.
 
 An ``env=`` passed to ``start_kernel`` is used as given (it is the caller's deliberate choice); without one,
-only the ``SandboxSpec.env_passthrough`` variables of the grader's environment reach the kernel.
+only the ``SandboxSpec.env_passthrough`` variables of the grader's environment reach the kernel. Either way
+the sandbox's own variables (PATH, HOME, caches in the private home) come last.
 """
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import tempfile
 import typing as t
 import uuid
 import weakref
@@ -45,82 +43,88 @@ from jupyter_core.utils import run_sync
 from traitlets import HasTraits, Instance
 
 from . import sandbox as sb
-from .sandbox import SandboxError, SandboxSpec
+from .sandbox import Limits, SandboxError, SandboxSpec, SandboxStatus, sandbox_status  # noqa: F401
+
+KERNEL_NAME = "python3"
+_WARNED: set[SandboxStatus] = set()
+
+
+def kernel_env(workdir: Path | None = None, execution: str = "", *, ambient: dict[str, str] | None = None,
+               passthrough: tuple[str, ...] = sb.DEFAULT_ENV_PASSTHROUGH) -> dict[str, str]:
+    """The environment of a grading kernel: the passthrough variables of the grader's environment (no tokens,
+    no PYTHONPATH), a headless matplotlib and, for nbgrader's sake, ``NBGRADER_EXECUTION``. The sandbox adds
+    PATH, HOME and the cache folders itself, inside the kernel's private home. `workdir` is accepted for the
+    callers' convenience; nothing in the environment points into it."""
+    env = sb._passthrough(dict(os.environ) if ambient is None else ambient, passthrough)
+    env.update({"MPLBACKEND": "Agg", "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
+    if execution:
+        # nbgrader sets this during autograding and notebooks may rely on it; an attack that branches on it
+        # gains nothing because the verdict is not the kernel's.
+        env["NBGRADER_EXECUTION"] = execution
+    return env
 
 
 class SandboxProvisioner(LocalProvisioner):
     """Launches the kernel inside the sandbox described by `spec` and owns everything the sandbox holds
-    (IPC directory, uid lease) until the kernel is shut down for good."""
+    (:class:`sandbox.KernelPlan`) until the kernel is shut down for good."""
 
     spec = Instance(SandboxSpec)
 
     def __init__(self, **kwargs: t.Any):
         super().__init__(**kwargs)
-        self.mode: str | None = None        # "bwrap" | "rlimits" | "none" once prepared
-        self.message: str = ""
-        self.uid: int | None = None         # the kernel's uid when it differs from ours
-        self.gid: int | None = None
-        self.ipc_dir: Path | None = None
-        self._lease: sb.UidLease | None = None
+        self.plan: sb.KernelPlan | None = None
         self._release: weakref.finalize | None = None
 
-    # ---- preparation -----------------------------------------------------------------------------------
+    # ---- state ---------------------------------------------------------------------------------------------
+    @property
+    def mode(self) -> str | None:
+        return self.plan.status.mode if self.plan else None
 
+    @property
+    def message(self) -> str:
+        return self.plan.status.message(self.spec.limits) if self.plan else ""
+
+    @property
+    def uid(self) -> int | None:
+        return self.plan.uid if self.plan else None
+
+    @property
+    def ipc_dir(self) -> Path | None:
+        return self.plan.ipc_dir if self.plan else None
+
+    # ---- preparation ---------------------------------------------------------------------------------------
     def _prepare(self) -> None:
-        """Choose the mode, lease a uid, make the IPC directory, hand the working copy to the kernel's user."""
-        spec = self.spec
-        if not spec.workdir.is_dir():
-            raise SandboxError(f"sandbox workdir {spec.workdir} does not exist")
-        mode, _ = sb.resolve_mode(spec.mode)
-        message = sb.sandbox_status(spec.mode)[1]
-        drop = os.geteuid() == 0 and (mode == "bwrap" or (mode == "rlimits" and sb._uid_drop_blocker() is None))
-        lease = sb.UidLease() if drop and spec.uid is None else None
-        ipc_dir = Path(tempfile.mkdtemp(prefix="wb-kernel-"))
+        plan = sb.prepare(self.spec)
         # Released by cleanup(); also when a caller never shuts the kernel down (garbage collection, exit).
-        self._release = weakref.finalize(self, _release, ipc_dir, lease)
-        uid = (lease.uid if lease else spec.uid) if drop else None
-        gid = (spec.gid if spec.gid is not None else uid) if drop else None
-        (ipc_dir / "home").mkdir(mode=0o700)
-        if uid is not None:
-            os.chown(ipc_dir, uid, gid)
-            os.chown(ipc_dir / "home", uid, gid)
-            sb.chown_tree(spec.workdir, uid, gid)
-        self._lease, self.ipc_dir, self.uid, self.gid = lease, ipc_dir, uid, gid
-        self.mode, self.message = mode, message
-        if mode != "bwrap":
-            self.log.warning("%s", message)
+        self._release = weakref.finalize(self, plan.release)
+        self.plan = plan
+        for note in plan.notes:
+            self.log.warning("%s", note)
+        if plan.status.mode != "bwrap" and plan.status not in _WARNED:
+            _WARNED.add(plan.status)         # said once per process, loudly, not once per kernel
+            self.log.warning("%s", self.message)
 
     async def pre_launch(self, **kwargs: t.Any) -> dict[str, t.Any]:
-        if self.mode is None:
+        if self.plan is None:
             self._prepare()
-        km = self.parent
-        assert self.ipc_dir is not None
+        plan, km = self.plan, self.parent
+        assert plan is not None
         km.transport = "ipc"
-        km.connection_file = str(self.ipc_dir / "kernel.json")
-        km.ip = str(self.ipc_dir / "kernel-ipc")
-        kwargs["cwd"] = str(self.spec.workdir)
+        km.connection_file = str(plan.ipc_dir / "kernel.json")
+        km.ip = str(plan.ipc_dir / "kernel-ipc")
+        kwargs["cwd"] = "/"
         explicit_env = kwargs.get("env") is not None
         kwargs = await super().pre_launch(**kwargs)
-        if self.uid is not None:
-            os.chown(km.connection_file, self.uid, self.gid)
-
-        cmd = list(kwargs.pop("cmd"))
-        home = "/tmp" if self.mode == "bwrap" else str(self.ipc_dir / "home")
-        kwargs["env"] = sb.kernel_env(self.spec, kwargs.get("env") or {}, home=home, explicit=explicit_env)
-        if self.mode == "bwrap":
-            # The kernel's parent inside the PID namespace is bubblewrap's init, not us: with our pid, ipykernel's
-            # parent poller would see a changed parent and quit; JPY_PARENT_PID=1 turns the poller off
-            # (--die-with-parent does its job).
-            cmd = sb.bwrap_args(self.spec, rw_paths=[self.ipc_dir], keep_setid_caps=self.uid is not None) + \
-                sb.launcher_argv(cmd, uid=self.uid, gid=self.gid, limits=self.spec.limits,
-                                 cwd=self.spec.workdir, set_env={"JPY_PARENT_PID": "1"})
-        elif self.mode == "rlimits":
-            cmd = sb.launcher_argv(cmd, uid=self.uid, gid=self.gid, limits=self.spec.limits)
-        kwargs["cmd"] = cmd
+        if plan.uid is not None:
+            os.chown(km.connection_file, plan.uid, plan.gid)
+        given = kwargs.get("env") or {}
+        env = dict(given) if explicit_env else sb._passthrough(given, self.spec.env_passthrough)
+        env.update(sb.sandbox_env(plan))
+        kwargs["env"] = env
+        kwargs["cmd"] = sb.backend(plan.status).wrap(list(kwargs.pop("cmd")), plan, {})
         return kwargs
 
-    # ---- signals -----------------------------------------------------------------------------------------
-
+    # ---- signals ---------------------------------------------------------------------------------------------
     def kernel_pid(self) -> int | None:
         """Host pid of the kernel process itself (inside bwrap: the process with pid 2 in the namespace)."""
         if self.process is None:
@@ -156,40 +160,35 @@ class SandboxProvisioner(LocalProvisioner):
     def kill_hard(self, timeout: float = 5.0) -> bool:
         """SIGKILL the kernel and every process it started; True when they are all gone within `timeout`.
 
-        bwrap: killing the PID namespace's init makes the kernel remove every process in it. Without
-        bwrap: the process tree as far as /proc shows it, and, for a uid leased to this kernel alone,
-        every process of that uid (which catches daemonized grandchildren too).
+        bwrap: killing the PID namespace's init makes the kernel remove every process in it. Every backend
+        also kills what its cgroup holds and, for a uid leased to this kernel alone, every process of that uid.
         """
-        proc = self.process
-        if proc is None:
+        proc, plan = self.process, self.plan
+        if proc is None or plan is None:
             return True
         tree = sb.descendants(proc.pid) | {proc.pid}
-        sb.kill_tree(proc.pid)
-        if self._lease is not None:
-            sb.kill_uid(self._lease.uid)
+        sb.backend(plan.status).kill(plan, proc.pid)
         with contextlib.suppress(Exception):
             proc.wait(timeout=timeout)
-        return sb.wait_gone(tree, timeout=timeout) and (self._lease is None or not sb.pids_of_uid(self._lease.uid))
+        gone = sb.wait_gone(tree, timeout=timeout)
+        if plan.lease is not None:
+            gone = gone and not sb.pids_of_uid(plan.lease.uid)
+        if plan.cgroup is not None:
+            gone = gone and not plan.cgroup.pids()
+        return gone
+
+    def memory_exceeded(self) -> bool:
+        """Has the memory limit (the kernel's cgroup) stopped a process of this kernel?"""
+        return bool(self.plan and self.plan.cgroup and self.plan.cgroup.oom_kills() > 0)
 
     # ---- end of life -------------------------------------------------------------------------------------
-
     async def cleanup(self, restart: bool = False) -> None:
         await super().cleanup(restart=restart)
         if restart:
             return
         if self._release is not None:
             self._release()
-        self._lease = self.ipc_dir = self._release = None
-        self.mode = None
-
-
-def _release(ipc_dir: Path, lease: sb.UidLease | None) -> None:
-    """Free what a sandbox held: its processes (by leased uid, so nothing outlives the kernel), the uid, the
-    IPC directory."""
-    if lease is not None:
-        sb.kill_uid(lease.uid)
-        lease.release()
-    shutil.rmtree(ipc_dir, ignore_errors=True)
+        self._release = self.plan = None
 
 
 class _SandboxMixin(HasTraits):
@@ -216,12 +215,15 @@ class _SandboxMixin(HasTraits):
 
     pre_start_kernel = run_sync(_async_pre_start_kernel)
 
+    def _status(self) -> SandboxStatus:
+        return self.sandbox_spec.resolved_status() if self.sandbox_spec else sb.probe("auto")
+
     @property
     def sandbox_mode(self) -> str:
         """"bwrap", "rlimits" (degraded) or "none": what the running kernel got, or would get if started."""
         if isinstance(self.provisioner, SandboxProvisioner) and self.provisioner.mode:
             return self.provisioner.mode
-        return sb.resolve_mode(self.sandbox_spec.mode if self.sandbox_spec else "auto")[0]
+        return self._status().mode
 
     @property
     def degraded(self) -> bool:
@@ -230,25 +232,27 @@ class _SandboxMixin(HasTraits):
 
     @property
     def sandbox_message(self) -> str:
-        if isinstance(self.provisioner, SandboxProvisioner) and self.provisioner.mode:
-            return self.provisioner.message
-        return sb.sandbox_status(self.sandbox_spec.mode if self.sandbox_spec else "auto")[1]
+        limits = self.sandbox_spec.limits if self.sandbox_spec else Limits()
+        return self._status().message(limits)
 
     @property
     def sandbox_uid(self) -> int | None:
         """The uid the kernel runs as, when it is not the grader's own."""
         return self.provisioner.uid if isinstance(self.provisioner, SandboxProvisioner) else None
 
+    def memory_exceeded(self) -> bool:
+        return isinstance(self.provisioner, SandboxProvisioner) and self.provisioner.memory_exceeded()
+
     def kill_hard(self) -> None:
-        """SIGKILL the kernel's whole process tree/namespace, no matter what it ignores. The manager then
-        reports the kernel dead (``is_alive()`` is False); call ``shutdown_kernel(now=True)`` to clean up."""
+        """SIGKILL the kernel's whole process tree/namespace/cgroup, no matter what it ignores. The manager
+        then reports the kernel dead (``is_alive()`` is False); call ``shutdown_kernel(now=True)`` to clean up."""
         if isinstance(self.provisioner, SandboxProvisioner):
             self.provisioner.kill_hard()
 
 
 class SandboxedKernelManager(_SandboxMixin, KernelManager):
     """A KernelManager whose kernel process runs inside the sandbox described by `sandbox_spec` (a traitlet /
-    constructor kwarg). Uses IPC (unix socket) transport in a directory bound into the sandbox, because the
+    constructor kwarg). Uses IPC (unix socket) transport in a folder bound into the sandbox, because the
     kernel has no network namespace connection to the host loopback. Usable by nbclient
     (NotebookClient(km=...)) and by jupyter_client directly. Exposes `.degraded` (bool) and `.sandbox_mode`."""
 
@@ -257,3 +261,15 @@ class AsyncSandboxedKernelManager(_SandboxMixin, AsyncKernelManager):
     """The asyncio flavour of SandboxedKernelManager (what nbclient creates by default)."""
 
     pre_start_kernel = _SandboxMixin._async_pre_start_kernel  # type: ignore[assignment]
+
+
+def make_kernel_manager(workdir: Path, mode: str = "auto", limits: Limits | None = None,
+                        status: SandboxStatus | None = None) -> SandboxedKernelManager:
+    """A kernel manager for one submission's kernel: a scratch copy of ``workdir`` in the sandbox of ``mode``
+    (or of the already probed ``status``), under ``limits``.
+
+    The returned manager has ``sandbox_mode`` ("bwrap", "rlimits" or "none"), ``kill_hard()`` and
+    ``memory_exceeded()``.
+    """
+    spec = SandboxSpec(workdir=Path(workdir), limits=limits or Limits(), mode=mode, status=status)
+    return SandboxedKernelManager(kernel_name=KERNEL_NAME, sandbox_spec=spec)

@@ -30,6 +30,7 @@ from .. import cells
 from ..course import Course
 from .audit import ImportAudit
 from .engine import GradingError, grade_in_place
+from .places import scrub_before_grading
 from .settings import TrustedSettings
 
 
@@ -50,9 +51,14 @@ class TrustedExecute(NbGraderPreprocessor, TrustedSettings):
         if not source_path.is_file():
             raise GradingError(f"no source notebook {source_path} to take the test cells from")
         build = Path(resources.get("metadata", {}).get("path") or os.getcwd()).resolve()
+        # nbgrader copied the submission's files into autograded/ before this step: remove what the submission
+        # planted there (records, symlinks to host files, large files), then give the kernel a copy of its own that
+        # never follows a symlink.
+        scrub_before_grading(build, course, assignment, info.get("student"), log=self.log.warning)
         workdir = Path(tempfile.mkdtemp(prefix="wb-grade-"))  # the kernel's own copy; handed to its user
         try:
-            shutil.copytree(build, workdir, ignore=shutil.ignore_patterns("*.ipynb", ".*"), dirs_exist_ok=True)
+            shutil.copytree(build, workdir, symlinks=True, ignore=shutil.ignore_patterns("*.ipynb", ".*"),
+                            dirs_exist_ok=True)
             report = grade_in_place(nb, cells.read(source_path), assignment, course.root, workdir, self.options(),
                                     ImportAudit(parent=self), log=self.log.info,
                                     require_full_sandbox=self.require_full_sandbox)

@@ -21,7 +21,7 @@ import zmq
 from nbformat import NotebookNode
 
 from . import wire
-from .kernels import kernel_env, make_kernel_manager
+from .kernels import Limits, kernel_env, make_kernel_manager
 
 
 BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -36,6 +36,10 @@ class KernelDied(Exception):
 
 class StudentCodeTimeout(Exception):
     """Student code ran past its time limit; the kernel was killed."""
+
+
+class MemoryLimitExceeded(KernelDied):
+    """Student code used more memory than the kernel's memory limit (its cgroup); the kernel was stopped."""
 
 
 class OutputLimitExceeded(Exception):
@@ -62,13 +66,14 @@ class Options:
     sandbox: str = "auto"
     execution: str = "autograde"
     blas_threads: int = 0   # threads numpy's BLAS may use in the kernel (0: its default, all cores)
+    limits: Limits | None = None          # the sandbox's resource limits (None: the defaults)
 
 
 @dataclass
 class RunResult:
     """What running one piece of code in the kernel gave."""
 
-    status: str  # "ok" | "error" | "timeout" | "died" | "output_limit"
+    status: str  # "ok" | "error" | "timeout" | "died" | "memory_limit" | "output_limit"
     outputs: list = field(default_factory=list)
     payloads: list = field(default_factory=list)
     printed: str = ""
@@ -76,7 +81,7 @@ class RunResult:
 
     @property
     def fatal(self) -> bool:
-        return self.status in ("timeout", "died", "output_limit")
+        return self.status in ("timeout", "died", "memory_limit", "output_limit")
 
 
 def error_output(ename: str, evalue: str, detail: str | None = None) -> NotebookNode:
@@ -89,6 +94,8 @@ FATAL_MESSAGES = {
     "timeout": ("StudentCodeTimeout", "the code ran longer than the limit of {limit:g} s and the kernel was stopped"),
     "died": ("KernelDied", "the kernel died while running this code (a crash, os._exit, or running out of memory)"),
     "output_limit": ("OutputLimitExceeded", "the code printed more than {kill} bytes and the kernel was stopped"),
+    "memory_limit": ("MemoryLimitExceeded", "memory limit exceeded ({memory} MiB): the code used more memory than "
+                                            "the limit over all its processes and the kernel was stopped"),
 }
 
 
@@ -108,6 +115,7 @@ class KernelSession:
         self.student_seconds = 0.0   # time spent running code in the kernel (student cells and calls)
         self.startup_seconds = 0.0   # time spent waiting for kernels to become ready
         self._launched = None        # (km, kc, monotonic start) of a kernel launched but not yet waited on
+        self.limits = options.limits or Limits()
 
     # -- life cycle ---------------------------------------------------------------------------------------------
     def launch(self) -> None:
@@ -119,7 +127,7 @@ class KernelSession:
         if self._launched is not None or self.km is not None:
             return
         self.generation += 1
-        km = make_kernel_manager(self.workdir, self.options.sandbox)
+        km = make_kernel_manager(self.workdir, self.options.sandbox, self.limits)
         km.log = KERNEL_LOG  # the sandbox status is said once per run by the caller, not once per kernel
         env = kernel_env(self.workdir, self.options.execution)
         if self.options.blas_threads:  # kernels graded side by side must not each take every core
@@ -235,8 +243,8 @@ class KernelSession:
                 break
             if now - last_alive_check > 0.5:
                 last_alive_check = now
-                if not self.km.is_alive():
-                    result.status = "died"
+                if self._memory_exceeded() or not self.km.is_alive():
+                    result.status = "memory_limit" if self._memory_exceeded() else "died"
                     self.kill()
                     break
             ready = {sockets[sock] for sock, _ in poller.poll(timeout=max(1, min(250, int((deadline - now) * 1000))))}
@@ -263,9 +271,16 @@ class KernelSession:
                         break
                 if result.status == "output_limit":
                     break
+        if result.status in ("ok", "error") and self._memory_exceeded():
+            result.status = "memory_limit"      # a child was killed by the memory limit: the kernel goes too
+            self.kill()
         result.seconds = time.monotonic() - started
         self.student_seconds += result.seconds
         return result
+
+    def _memory_exceeded(self) -> bool:
+        """Did the kernel's memory limit (its cgroup's OOM killer) stop one of its processes?"""
+        return self.km is not None and bool(getattr(self.km, "memory_exceeded", lambda: False)())
 
     @staticmethod
     def _next(get) -> dict | None:
@@ -315,7 +330,8 @@ class KernelSession:
 
     def fatal_output(self, result: RunResult, limit: float) -> NotebookNode:
         ename, template = FATAL_MESSAGES[result.status]
-        return error_output(ename, template.format(limit=limit, kill=self.options.kill_output_bytes))
+        return error_output(ename, template.format(limit=limit, kill=self.options.kill_output_bytes,
+                                                   memory=self.limits.memory >> 20))
 
     # -- the bridge ----------------------------------------------------------------------------------------------
     MAX_CALLBACKS = 100_000
@@ -366,6 +382,9 @@ class KernelSession:
             raise StudentCodeTimeout(f"the call ran longer than {limit:g} s; the student's kernel was stopped")
         if result.status == "died":
             raise KernelDied("the student's kernel died during the call (a crash, os._exit, or out of memory)")
+        if result.status == "memory_limit":
+            raise MemoryLimitExceeded(f"memory limit exceeded ({self.limits.memory >> 20} MiB) during the call; "
+                                      f"the student's kernel was stopped")
         if result.status == "output_limit":
             raise OutputLimitExceeded(f"the call printed more than {self.options.kill_output_bytes} bytes; "
                                       f"the student's kernel was stopped")

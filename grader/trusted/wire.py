@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.lib import format as npformat
 
 MIME = "application/x.workbook-bridge+json"
 NUMERIC_KINDS = "biufc"
 MAX_DEPTH = 32
 MAX_ITEMS = 100_000
 MAX_MESSAGE_CHARS = 2_000
+MAX_NPY_HEADER = 10_000
 
 
 class WireError(Exception):
@@ -80,14 +82,32 @@ def _parse_npy(text: Any, budget: _Budget) -> np.ndarray:
     budget.spend(len(text))
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
-        array = np.load(io.BytesIO(raw), allow_pickle=False)
-    except (ValueError, binascii.Error, UnicodeEncodeError, OSError, EOFError) as err:
-        raise WireError(f"array data is not a valid .npy payload: {err}") from None
-    if type(array) is not np.ndarray:  # np.load only builds plain arrays; anything else is refused
-        raise WireError("array data did not decode to a plain ndarray")
-    dtype = array.dtype
+    except (ValueError, binascii.Error, UnicodeEncodeError) as err:
+        raise WireError(f"array data is not valid base64: {err}") from None
+    # The header is read and checked before any array is built: a few bytes may claim a huge shape, and numpy's
+    # own loader would allocate that shape first. Its parser raises many kinds of errors on garbage (SyntaxError,
+    # tokenize errors, MemoryError, …): every one of them means "invalid data".
+    try:
+        fp = io.BytesIO(raw)
+        version = npformat.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = npformat.read_array_header_1_0(fp, max_header_size=MAX_NPY_HEADER)
+        elif version == (2, 0):
+            shape, fortran, dtype = npformat.read_array_header_2_0(fp, max_header_size=MAX_NPY_HEADER)
+        else:
+            raise WireError(f".npy version {version} is not accepted")
+    except WireError:
+        raise
+    except Exception as err:  # noqa: BLE001 - see above: any failure of the header parser is invalid data
+        raise WireError(f"array data is not a valid .npy payload ({type(err).__name__})") from None
     if dtype.kind not in NUMERIC_KINDS or dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
         raise WireError(f"arrays of dtype {dtype} may not cross (only numeric dtypes)")
+    if not all(type(n) is int and n >= 0 for n in shape) or len(shape) > MAX_DEPTH:
+        raise WireError("array data has an invalid shape")
+    count = math.prod(shape)
+    if count * dtype.itemsize != len(raw) - fp.tell():
+        raise WireError("array data does not match the size its header states")
+    array = np.frombuffer(raw, dtype=dtype, count=count, offset=fp.tell()).reshape(shape, order="F" if fortran else "C")
     return np.array(array, dtype=dtype.newbyteorder("="), copy=True, order="C")
 
 

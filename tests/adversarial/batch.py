@@ -31,6 +31,33 @@ def submit_all(course: Course, assignment: str, notebook: str, corpus) -> None:
         path = course.submitted / sub.name / assignment / notebook
         path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(sub.nb, str(path))
+        for name, content in getattr(sub, "files", {}).items():
+            target = path.parent / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, tuple) and content[0] == "symlink":
+                target.symlink_to(content[1])
+            else:
+                target.write_bytes(content)
+
+
+def host_secret(folder: Path) -> tuple[Path, str]:
+    """A root-only file outside the course, with a marker no output of the grader may contain."""
+    import secrets
+
+    marker = f"HOST-SECRET-{secrets.token_hex(8)}"
+    path = folder / "host-secret.txt"
+    path.write_text(marker + "\n")
+    path.chmod(0o600)
+    return path, marker
+
+
+def files_containing(root: Path, marker: str) -> list[str]:
+    """Files under root (symlinks not followed) whose bytes contain marker."""
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink() and marker.encode() in path.read_bytes():
+            found.append(str(path.relative_to(root)))
+    return sorted(found)
 
 
 def autograde_batch(course: Course, assignment: str, extra: tuple[str, ...] = ()):

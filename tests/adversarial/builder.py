@@ -31,6 +31,7 @@ class Submission:
     targets: set[str]                       # test grade ids that must score 0
     independent: set[str] = field(default_factory=set)   # test grade ids that must keep full marks
     dangerous: bool = False                 # needs the resource limits of a sandbox to be safe to run
+    files: dict = field(default_factory=dict)   # planted beside the notebook: name -> bytes, or ("symlink", target)
 
 
 def _solution_ids(nb) -> list[str]:
@@ -237,19 +238,116 @@ RESOURCE = {
 }
 
 
+#: Issue 12's guarantees. An escape through a system call the filter should deny would hand the attack the
+#: answers (simulated: if any call succeeds, the honest solutions are defined).
+SECCOMP_CALLS = '''
+import ctypes as _ct, os as _os
+_libc = _ct.CDLL(None, use_errno=True)
+_libc.syscall.restype = _ct.c_long
+_escaped = []
+for _name, _call in {"keyctl": (250, 0, 0), "add_key": (248, 0, 0, 0, 0, 0), "unshare": (272, 0x10000000),
+                     "mount": (165, 0, 0, 0, 0, 0), "fsopen": (430, 0, 0), "ptrace": (101, 0, 0, 0, 0),
+                     "perf_event_open": (298, 0, 0, -1, -1, 0), "bpf": (321, 0, 0, 0), "userfaultfd": (323, 0),
+                     "io_uring_setup": (425, 1, 0), "socket AF_VSOCK": (41, 40, 1, 0),
+                     "ioctl TIOCSTI": (16, 0, 0x5412, 0)}.items():
+    _ct.set_errno(0)
+    _r = _libc.syscall(*[_ct.c_long(a) for a in _call])
+    if _r >= 0 or _ct.get_errno() not in (1, 38):     # anything but EPERM/ENOSYS: the call went through
+        _escaped.append(_name)
+if _escaped:
+    exec({answers!r}, globals())
+'''
+
+MULTIPROC_MEMORY = '''
+import os, time
+_kids = []
+for _ in range(8):                       # 8 x 512 MiB: each below the per-process limit, 4 GiB together
+    _pid = os.fork()
+    if _pid == 0:
+        _block = bytearray(512 << 20)
+        time.sleep(30)
+        os._exit(0)
+    _kids.append(_pid)
+for _pid in _kids:
+    os.waitpid(_pid, 0)
+'''
+
+THREAD_BOMB = '''
+import threading, time
+_threads = 0
+while True:
+    try:
+        threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()
+        _threads += 1
+    except RuntimeError:
+        time.sleep(0.01)
+'''
+
+#: Planted at run time in the kernel's working folder: records claiming full marks, symlinks to host files,
+#: a large file, and caches.
+PLANT_AT_RUN_TIME = '''
+import json as _json, os as _os
+_record = {"sandbox_mode": "bwrap", "degraded": False, "restarts": 0, "events": [], "findings": [],
+           "score": 999, "planted": True}
+for _name in ("relu.grading.json", "other.grading.json", "relu.ipynb.grading.json"):
+    with open(_name, "w") as _f:
+        _json.dump(_record, _f)
+for _name, _target in (("host_secret.txt", {secret!r}), ("passwd_link", "/etc/passwd"), ("up", "..")):
+    try:
+        _os.symlink(_target, _name)
+    except OSError:
+        pass
+try:
+    with open("big.bin", "wb") as _f:
+        _f.truncate(512 << 20)
+except OSError:
+    pass
+_os.makedirs(".cache/fontconfig", exist_ok=True)
+'''
+
+SHM_WRITER = '''
+import os as _os
+for _dir in ("/dev/shm", "/tmp"):
+    try:
+        with open(_os.path.join(_dir, {name!r}), "w") as _f:
+            _f.write({answers!r})
+    except OSError:
+        pass
+'''
+
+SHM_READER = '''
+import os as _os
+for _dir in ("/dev/shm", "/tmp"):
+    _path = _os.path.join(_dir, {name!r})
+    if _os.path.exists(_path):
+        exec(open(_path).read(), globals())
+        break
+'''
+
+SHM_NAME = "workbook-corpus-answers.py"
+
+
+def _template(code: str, **values) -> str:
+    """`code` with each {name!r} replaced by repr(value) (the code itself is full of braces)."""
+    for name, value in values.items():
+        code = code.replace("{" + name + "!r}", repr(value))
+    return code
+
+
 def honest_answers(source_nb) -> str:
     """Python source defining every solution function (what the network attack's server hands out)."""
     return "\n\n".join(student_code(_cell(source_nb, gid).source) for gid in _solution_ids(source_nb))
 
 
-def build_corpus(release_nb, source_nb, *, port: int) -> list[Submission]:
-    """The honest submission and one submission per attack (families 1 to 8 of issue 3)."""
+def build_corpus(release_nb, source_nb, *, port: int, secret: str | None = None) -> list[Submission]:
+    """The honest submission and one submission per attack (families 1 to 8 of issue 3; with `secret`, the path
+    of a host file no submission may read, also families 9 to 11 of issue 12)."""
     tests = {cells.grade_id(c) for c in cells.test_cells(source_nb)}
     out: list[Submission] = []
 
-    def add(name, family, description, nb, targets=None, independent=(), dangerous=False):
+    def add(name, family, description, nb, targets=None, independent=(), dangerous=False, files=None):
         out.append(Submission(name, family, description, nb, set(tests if targets is None else targets),
-                              set(independent), dangerous))
+                              set(independent), dangerous, dict(files or {})))
 
     add("honest", 0, "the source's own solutions", fill(release_nb, source_nb, "honest"), targets=set())
 
@@ -326,4 +424,46 @@ def build_corpus(release_nb, source_nb, *, port: int) -> list[Submission]:
     _prepend(nb, _first_solution(nb), GRADING_ENV)
     add("grading_env", 8, "installs the input transformer only when NBGRADER_EXECUTION is set or it runs "
                           "under autograded/", nb)
+    if secret is not None:
+        issue12_corpus(release_nb, source_nb, secret=secret, add=add)
     return out
+
+
+def issue12_corpus(release_nb, source_nb, *, secret: str, add) -> None:
+    """One submission per guarantee of issue 12 (seccomp, memory and processes over the whole tree, planted
+    files and symlinks, /dev/shm between two kernels), added with `add`."""
+    answers = honest_answers(source_nb)
+    tests = {cells.grade_id(c) for c in cells.test_cells(source_nb)}
+    first = _first_solution(release_nb)
+    broken = dependent_tests(source_nb, first)
+
+    nb = fill(release_nb, source_nb, "missing")
+    for gid in _solution_ids(nb):           # after each stub, so that an escape would replace it
+        _append(nb, gid, _template(SECCOMP_CALLS, answers=answers))
+    add("seccomp_calls", 9, "keyctl, add_key, unshare, mount, fsopen, ptrace, perf_event_open, bpf, userfaultfd, "
+                            "io_uring, AF_VSOCK, TIOCSTI; any that succeeds hands it the answers", nb)
+
+    for name, code, description in (("multiproc_memory", MULTIPROC_MEMORY, "8 child processes of 512 MiB each"),
+                                    ("thread_bomb", THREAD_BOMB, "threads until the process limit, forever")):
+        nb = fill(release_nb, source_nb, "honest")
+        _cell(nb, first).source = textwrap.dedent(code).strip() + "\n\n" + _cell(release_nb, first).source
+        add(name, 9, description + f" in solution cell `{first}` (the rest honest)", nb, targets=broken,
+            independent=tests - broken, dangerous=True)
+
+    nb = fill(release_nb, source_nb, "missing")
+    _prepend(nb, first, _template(PLANT_AT_RUN_TIME, secret=secret))
+    record = b'{"sandbox_mode": "bwrap", "score": 999, "planted": true'      # not even valid JSON
+    files = {"relu.grading.json": record, "other.grading.json": record, "host_secret.txt": ("symlink", secret),
+             "passwd.txt": ("symlink", "/etc/passwd"), "big.bin": b"\0" * (8 << 20),
+             "notes/deep.grading.json": record}
+    add("planted_files", 10, "plants grading records, symlinks to a host secret and /etc/passwd, a large file and "
+                             "caches, beside the notebook and at run time", nb, files=files)
+
+    nb = fill(release_nb, source_nb, "honest")
+    _prepend(nb, first, _template(SHM_WRITER, name=SHM_NAME, answers=answers))
+    add("shm_a_writer", 11, "honest, and leaves its answers in /dev/shm and /tmp for the next kernel", nb,
+        targets=set())
+    nb = fill(release_nb, source_nb, "missing")
+    for gid in _solution_ids(nb):
+        _append(nb, gid, _template(SHM_READER, name=SHM_NAME))
+    add("shm_b_reader", 11, "takes the answers another kernel left in /dev/shm or /tmp", nb)

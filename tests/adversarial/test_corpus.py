@@ -1,8 +1,11 @@
-"""Issue 3's hostile submissions, graded in one batch by ``nbgrader autograde`` through the trusted path.
+"""Issue 3's and issue 12's hostile submissions, graded in one batch by ``nbgrader autograde`` through the
+trusted path.
 
-Every attack must earn 0 on the tests it targets; availability attacks (family 7) must cost only the tests that
-depend on the broken cell; the honest submission in the same batch gets full marks; the batch completes; and no
-file outside each submission's own working copy (``autograded/<student>/``) changes.
+Every attack must earn 0 on the tests it targets; availability attacks (families 7 and 9) must cost only the
+tests that depend on the broken cell; the honest submission in the same batch gets full marks; the batch
+completes; no file of the course outside ``autograded/`` and ``feedback/`` changes; and those two hold only what
+the grader wrote: the graded notebook, its record and the feedback page, never a planted file, a symlink, or
+the content of a host file a submission pointed at.
 """
 from __future__ import annotations
 
@@ -14,14 +17,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adversarial.batch import AnswerServer, autograde_batch, scores, submit_all, tree_hashes  # noqa: E402
-from adversarial.builder import build_corpus, honest_answers  # noqa: E402
+from adversarial.batch import (AnswerServer, autograde_batch, files_containing, host_secret, scores,  # noqa: E402
+                               submit_all, tree_hashes)
+from adversarial.builder import SHM_NAME, build_corpus, honest_answers  # noqa: E402
 from adversarial.course import ASSIGNMENT, NOTEBOOK, make_course  # noqa: E402
 from grader import cells  # noqa: E402
 from grader.trusted.kernels import sandbox_status  # noqa: E402
 
 MODE = sandbox_status("auto")[0]
-NEEDS_ISOLATION = {"snoop", "network"}   # only bubblewrap hides the course and the network
+NEEDS_ISOLATION = {"snoop", "network", "seccomp_calls", "shm_b_reader", "planted_files"}   # bubblewrap's own
 
 
 @pytest.mark.slow
@@ -29,12 +33,13 @@ def test_corpus_is_graded_by_the_trusted_path_in_one_batch(tmp_path):
     course = make_course(tmp_path / "course", trusted=True, timeout=10)
     source = cells.read(course.source / ASSIGNMENT / NOTEBOOK)
     release = cells.read(course.release / ASSIGNMENT / NOTEBOOK)
+    secret, marker = host_secret(tmp_path)
     with AnswerServer(honest_answers(source)) as server:
-        corpus = build_corpus(release, source, port=server.port)
+        corpus = build_corpus(release, source, port=server.port, secret=str(secret))
         skipped = {s.name for s in corpus if (s.dangerous and MODE == "none")
                    or (s.name in NEEDS_ISOLATION and MODE != "bwrap")}
         corpus = [s for s in corpus if s.name not in skipped]
-        assert {s.family for s in corpus} >= ({0, 1, 2, 3, 4, 5, 6, 7, 8} if MODE == "bwrap" else {0, 1, 2, 3, 4, 8})
+        assert {s.family for s in corpus} >= (set(range(12)) if MODE == "bwrap" else {0, 1, 2, 3, 4, 8})
         submit_all(course, ASSIGNMENT, NOTEBOOK, corpus)
         before = tree_hashes(course.root)
         started = time.monotonic()
@@ -61,6 +66,27 @@ def test_corpus_is_graded_by_the_trusted_path_in_one_batch(tmp_path):
     assert "Traceback" not in proc.stdout or "tampered_cells" in proc.stdout  # only nbgrader's own refusal
     graded = {p.parent.parent.name for p in course.autograded.glob(f"*/{ASSIGNMENT}/{NOTEBOOK}")}
     assert graded >= {s.name for s in corpus} - {"tampered_cells"}, "the batch must grade every submission"
+    assert not Path("/dev/shm", SHM_NAME).exists() and not Path("/tmp", SHM_NAME).exists()
+
+    # What autograded/ and feedback/ hold is the grader's alone, for every student
+    from grader.autograde import feedback, grading_summary
+    students = sorted(graded)
+    feedback(course, [ASSIGNMENT], students, log=lambda *_: None)
+    record = NOTEBOOK.replace(".ipynb", ".grading.json")
+    for student in students:
+        held = sorted(str(p.relative_to(course.autograded / student)) for p in
+                      (course.autograded / student).rglob("*"))
+        assert set(held) == {ASSIGNMENT, f"{ASSIGNMENT}/{NOTEBOOK}", f"{ASSIGNMENT}/{record}"}, (student, held)
+        summary = grading_summary(course, student, ASSIGNMENT)
+        assert "planted" not in summary and summary["sandbox_mode"] == MODE and summary["limits"]["memory"] > 0
+        pages = sorted(str(p.relative_to(course.feedback / student)) for p in (course.feedback / student).rglob("*"))
+        assert set(pages) <= {ASSIGNMENT, f"{ASSIGNMENT}/relu.html", f"{ASSIGNMENT}/{record}"}, (student, pages)
+    for root in (course.autograded, course.feedback):
+        assert files_containing(root, marker) == [], "a host file's content reached the grader's outputs"
+        assert not [p for p in root.rglob("*") if p.is_symlink()]
+    if "multiproc_memory" in got:
+        summary = grading_summary(course, "multiproc_memory", ASSIGNMENT)
+        assert any("memory limit exceeded" in e for e in summary["events"]), summary["events"]
 
 
 @pytest.mark.slow
