@@ -140,7 +140,7 @@ def _pool_init(root: str, database: str | None, sandbox: tuple[str, str], assign
                blas_threads: int) -> None:
     global _WORKER
     os.environ.setdefault("MPLBACKEND", "Agg")
-    _WORKER = Grader(Course(Path(root), database), sandbox=sandbox, blas_threads=blas_threads)
+    _WORKER = Grader(Course(Path(root), database), status=sandbox, blas_threads=blas_threads)
     for assignment in assignments:
         _WORKER.warm_up(assignment)
     import atexit
@@ -202,7 +202,7 @@ class LocalBackend:
 
     def start(self) -> None:
         if self.workers == 1:
-            self.grader = Grader(self.course, sandbox=self.sandbox)
+            self.grader = Grader(self.course, status=self.sandbox)
             if self.assignments:
                 self.grader.prelaunch(self.assignments[0])
             return
@@ -287,7 +287,7 @@ def autograde(course: Course, assignments: list[str] | None = None, students: li
     state = GradingState(course.db_url)
     backend = None
     try:
-        grader_for_reading = Grader(course, config, sandbox=status)
+        grader_for_reading = Grader(course, config, status=status)
         source_sha = {(s.assignment, s.notebook): grader_for_reading.source(s.assignment, s.notebook)[1] for s in subs}
         todo: list[Submission] = []
         data: dict[tuple[str, str, str], bytes] = {}

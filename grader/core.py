@@ -231,7 +231,7 @@ class Grader:
     :meth:`close` (or use it as a context manager) to stop a kernel launched ahead and not used.
     """
 
-    def __init__(self, course: Course, config: Config | None = None, *, sandbox: tuple[str, str] | None = None,
+    def __init__(self, course: Course, config: Config | None = None, *, status: tuple[str, str] | None = None,
                  blas_threads: int = 0, log: Callable[[str], None] = lambda s: None, **options):
         from .trusted.sandbox import SandboxError, sandbox_status
 
@@ -242,7 +242,7 @@ class Grader:
         self.audit = ImportAudit(config=self.config)
         self.limits = SubmissionLimits(config=self.config)
         try:
-            self.sandbox = sandbox or sandbox_status(self.options.sandbox)
+            self.sandbox = status or sandbox_status(self.options.sandbox)
         except SandboxError as err:
             raise CourseError(str(err)) from None
         # Kernels use the mode worked out once (bwrap, rlimits or none), not "auto" asked again per kernel.
