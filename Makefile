@@ -18,7 +18,8 @@ help:
 	@echo "make lab            JupyterLab on the student notebooks"
 	@echo "make lab-solutions  JupyterLab on the source notebooks (instructors)"
 	@echo "make release        regenerate notebooks/ from solutions/"
-	@echo "make bench          fast reference layers against torch.nn.functional (installs torch==2.13.0)"
+	@echo "make bench          the fast layers (references and given) against torch (installs torch==2.13.0);"
+	@echo "                    BENCH_ARGS=--quick for a smoke run, BENCH_ARGS='--json run.json' to keep the numbers"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,9 +54,10 @@ $(VENV)/.torch: | $(INSTALLED)
 	touch $@
 
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set on some machines and slow numpy's BLAS: unset for the bench only.
+BENCH_ARGS ?=
 bench: $(INSTALLED) $(VENV)/.torch
 	@test -z "$$OPENBLAS_CORETYPE$$OPENBLAS_L2_SIZE" || echo "make bench: running with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (were '$$OPENBLAS_CORETYPE' '$$OPENBLAS_L2_SIZE')"
-	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python bench/conv_speed.py
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python bench/conv_speed.py $(BENCH_ARGS)
 
 clean-demo:
 	rm -rf submitted/sample-* autograded/sample-* feedback/sample-* scores.csv

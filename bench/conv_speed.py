@@ -14,11 +14,13 @@ Each is first checked against torch (``assert_allclose`` with float32 or float64
 full correctness checks), then timed. Both libraries get 2 threads: numpy's BLAS through threadpoolctl (otherwise
 through the ``*_NUM_THREADS`` variables, set before numpy is imported), torch through ``torch.set_num_threads``.
 
-Timing: after one warm-up call of each, ``--repeat`` rounds call torch, ref and given in turn (the order rotates);
-a time is the median of its rounds, a ratio is ours / torch. The 1-minute load average is read before every row:
-when it is at or above ``--load-limit`` the row is measured with three times as many rounds and marked ``*`` (other
-processes share the cores and 2-thread timings suffer; ratios suffer less than times). "MB" is the peak of the memory
-numpy allocated during one call beyond its inputs (tracemalloc; torch's allocations are invisible to it).
+Timing: after a warm-up call of each, torch, ref and given are called ``--repeat`` times each, in three blocks per
+library that take turns, with a pause before each block (so that no library's spinning worker threads take a core
+from the next); a time is the median of its calls, a ratio is ours / torch. The 1-minute load average is read
+before every row: when it is at or above ``--load-limit`` the row is measured with three times as many calls and
+marked ``*`` (other processes share the cores and 2-thread timings suffer; ratios suffer less than times). "MB"
+is the peak of the memory numpy allocated during one call beyond its inputs (tracemalloc; torch's allocations are
+invisible to it).
 
 Targets, printed with each row: every float32 row at most 2x torch, conv forward and backward on the first layer at
 most 1.5x; float64 rows no worse than the baseline (``bench/baseline.json``, the same bench run on the layers before
@@ -28,7 +30,7 @@ needs, contiguous operands, image by image), over torch's whole layer; ``copy`` 
 the input.
 
     make bench                                        # or: .venv/bin/python bench/conv_speed.py
-    .venv/bin/python bench/conv_speed.py --quick      # a smoke run: the first layer, float32, 3 rounds
+    .venv/bin/python bench/conv_speed.py --quick      # a smoke run: the first layer, float32, 3 calls
     .venv/bin/python bench/conv_speed.py --json run.json --compare bench/baseline.json
 
 This is a benchmark, not a test: it exits 0 whether or not the targets are met, unless ``--strict`` is given; a
@@ -73,6 +75,7 @@ FLOAT64_SLACK = 1.10                           # float64 rows: at most the basel
 MEMORY_FACTOR = 2.0                            # peak memory: at most twice the baseline's
 TOLERANCES = {"float32": dict(rtol=1e-4, atol=1e-4), "float64": dict(rtol=1e-10, atol=1e-10)}
 IMPLEMENTATIONS = ("ref", "given")
+PAUSE = 0.25                                   # seconds before each block of calls of one library (see _median_ms)
 
 
 def _limit_numpy_threads():
@@ -102,18 +105,24 @@ def _peak_mb(fn) -> float:
     return peak / 1e6
 
 
-def _median_ms(fns: dict, rounds: int) -> dict:
-    """Median wall time (ms) of each callable over `rounds` interleaved rounds, after one warm-up call each."""
-    time.sleep(0.1)                         # let the other library's worker threads stop spinning
-    for fn in fns.values():
-        fn()
+def _median_ms(fns: dict, rounds: int, blocks: int = 3) -> dict:
+    """Median wall time (ms) of each callable over `rounds` calls, after a warm-up call.
+
+    The calls come in `blocks` blocks per callable, the callables taking turns block by block, with a pause before
+    each block: both libraries' worker threads spin for a while after a parallel region (OpenMP's block time,
+    OpenBLAS's thread timeout), and a spinning thread of one would take a core from the other.
+    """
     names = list(fns)
+    per_block = -(-rounds // blocks)
     times = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - start)
+    for block in range(blocks + 1):
+        for name in names[block % len(names):] + names[:block % len(names)]:
+            time.sleep(PAUSE)
+            for _ in range(1 if block == 0 else per_block):       # block 0: the warm-up call, not timed
+                start = time.perf_counter()
+                fns[name]()
+                if block:
+                    times[name].append(time.perf_counter() - start)
     return {name: float(np.median(t)) * 1e3 for name, t in times.items()}
 
 
@@ -424,15 +433,15 @@ def _commit(repo: Path) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=7, help="timed rounds per row, median kept (default 7)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: the first layer, float32, 3 rounds")
+    parser.add_argument("--repeat", type=int, default=9, help="timed calls per layer and row, median kept (default 9)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: the first layer, float32, 3 calls")
     parser.add_argument("--ops", help="comma-separated subset of: " + ", ".join(OPS))
     parser.add_argument("--json", type=Path, help="also write every row, with the run's settings, to this file")
     parser.add_argument("--compare", type=Path, help="a --json file of an earlier run to compare the ratios with")
     parser.add_argument("--baseline", type=Path, default=BASELINE,
                         help="the run the float64 and memory targets refer to (default bench/baseline.json)")
     parser.add_argument("--load-limit", type=float, default=0.5,
-                        help="1-minute load average from which a row counts as loaded and gets 3x the rounds")
+                        help="1-minute load average from which a row counts as loaded and gets 3x the calls")
     parser.add_argument("--repo", type=Path, default=HERE.parent,
                         help="the repository whose layers are timed (default: this one)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
@@ -471,12 +480,12 @@ def main(argv=None) -> int:
                   f"(make bench unsets it)")
     print(f"load average {load:.2f} on {cores} cores" + (
         f": WARNING, at or above {args.load_limit:g}: other processes are busy and 2-thread timings suffer from "
-        f"it; rows measured under load get 3x the rounds and a '*'. A quiet machine gives the fairest numbers"
+        f"it; rows measured under load get 3x the calls and a '*'. A quiet machine gives the fairest numbers"
         if load >= args.load_limit else ""))
     for note in notes:
         print(note)
-    print(f"times: median of {rounds} interleaved rounds after a warm-up; ref, given: ours / torch ('!' a missed "
-          f"target); limit: the layer's matrix products (gemm) or one copy of the input (copy) alone / torch; "
+    print(f"times: median of {rounds} calls in 3 interleaved blocks after a warm-up; ref, given: ours / torch ('!' a "
+          f"missed target); limit: the layer's matrix products (gemm) or one copy of the input (copy) alone / torch; "
           f"MB: numpy's peak allocation during one call, and its ratio to the baseline's")
     print()
     print(COLUMNS)

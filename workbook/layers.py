@@ -106,16 +106,19 @@ class _Bands:
         self.H_out = (H + 2 * pad_h - d * (HH - 1) - 1) // S + 1
         self.W_out = (W + 2 * pad_w - d * (WW - 1) - 1) // S + 1
         self.N, self.C, self.HH, self.WW, self.S, self.d = N, C, HH, WW, S, d
+        self.x, self.pad_h, self.pad_w = x, pad_h, pad_w
         if S == 1:
             self.width = W + 2 * pad_w
             self.group = HH if C * WW < MIN_TERMS else 1
             self.extra = (HH - self.group) * d          # rows that the later filter rows read below a band
-            # x_pad with one more row of zeros, so that the last window row may run past the padded width
-            padded = np.zeros((N, C, H + 2 * pad_h + 1, self.width), dtype=dtype)
-            r0, r1 = _valid(-pad_h, 1, padded.shape[2], H)
-            c0, c1 = _valid(-pad_w, 1, self.width, W)
-            padded[:, :, r0:r1, c0:c1] = x[:, :, r0 - pad_h:r1 - pad_h, c0 - pad_w:c1 - pad_w]
-            self.source = padded.reshape(N, C, -1)
+            if self.group > 1:
+                # Few channels: x_pad, flattened, with one more row of zeros (so that the last window row may run
+                # past the padded width), from which all the taps of a band are copied at once
+                padded = np.zeros((N, C, H + 2 * pad_h + 1, self.width), dtype=dtype)
+                r0, r1 = _valid(-pad_h, 1, padded.shape[2], H)
+                c0, c1 = _valid(-pad_w, 1, self.width, W)
+                padded[:, :, r0:r1, c0:c1] = x[:, :, r0 - pad_h:r1 - pad_h, c0 - pad_w:c1 - pad_w]
+                self.source = padded.reshape(N, C, -1)
         else:
             self.width, self.group, self.extra = self.W_out, HH, 0
             self.source = np.pad(x.astype(dtype, copy=False), [(0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)])
@@ -128,7 +131,8 @@ class _Bands:
         whole = row_bytes * (self.H_out + self.extra)
         self.images = max(1, min(N, BAND_BYTES // whole)) if self.rows == self.H_out else 1
         self.ones = int(ones_row)
-        self.stack = np.empty((self.images, self.K + self.ones, (self.rows + self.extra) * self.width), dtype=dtype)
+        # zeros: where a tap reads the padding, the stack keeps the zeros it starts with
+        self.stack = np.zeros((self.images, self.K + self.ones, (self.rows + self.extra) * self.width), dtype=dtype)
         if ones_row:
             self.stack[:, -1] = 1
 
@@ -150,7 +154,9 @@ class _Bands:
             stack = self.stack[:k]
             for top in range(0, self.H_out, self.rows):
                 r = min(self.rows, self.H_out - top)
-                if S == 1:
+                if S == 1 and self.group == 1:
+                    self._fill(stack, n, k, top, r + self.extra)
+                elif S == 1:
                     # tap (u, v) of the band: the run of `length` values that starts u d rows and v d columns
                     # after the band's first value; all taps at once as a read-only strided view
                     length = (r + self.extra) * width
@@ -168,6 +174,22 @@ class _Bands:
                 yield n, k, top, r, [stack[:, :self.K + (self.ones if i == 0 else 0),
                                            u0 * d * width:u0 * d * width + span]
                                      for i, u0 in enumerate(self.starts)]
+
+
+    def _fill(self, stack, n, k, top, count):
+        """Stride 1, one filter row per stack: row (c, v) of the band's stack, as `count` rows of `width`, is
+        x_pad[n, c, top:top + count, v d:v d + width], copied from x (where it reads the padding, zeros)."""
+        H, W, d, width = self.x.shape[2], self.x.shape[3], self.d, self.width
+        planes = stack[:, :self.K].reshape(k, self.C, self.WW, -1)
+        first = top - self.pad_h                                  # the row of x that stack row 0 reads
+        lo, hi = _valid(first, 1, count, H)
+        for v in range(self.WW):
+            left = v * d - self.pad_w                             # the column of x that stack column 0 reads
+            ql, qh = _valid(left, 1, width, W)
+            plane = planes[:, :, v, :count * width].reshape(k, self.C, count, width)
+            plane[:, :, :lo] = 0
+            plane[:, :, hi:] = 0
+            plane[:, :, lo:hi, ql:qh] = self.x[n:n + k, :, first + lo:first + hi, left + ql:left + qh]
 
 
 def _correlate(x, w, b, stride, pad_h, pad_w, dilation, dtype):
