@@ -90,7 +90,8 @@ class _Bands:
 
     For ``x_pad``, ``x`` with ``pad_h`` rows and ``pad_w`` columns of zeros on each side (a negative pad crops),
     output ``(i, j)`` reads ``x_pad[n, c, i*S + u*d, j*S + v*d]`` at tap ``(u, v)``. Iterating gives, per band,
-    one matrix per group of filter rows, rows ``(u, v, c)`` of the group, columns the band's outputs ``(n, i, j)``.
+    one matrix per group of filter rows, rows ``(c, u, v)`` of the group (the order of ``w[f].ravel()``), columns
+    the band's outputs ``(i, j)``, image by image.
 
     At stride 1 the outputs are computed on the padded ``width`` W + 2 pad_w, the last d (WW - 1) of each row
     being no outputs: the values one tap reads for a band are then one contiguous run of the flattened x_pad, and
@@ -174,7 +175,6 @@ class _Bands:
                 yield n, k, top, r, [stack[:, :self.K + (self.ones if i == 0 else 0),
                                            u0 * d * width:u0 * d * width + span]
                                      for i, u0 in enumerate(self.starts)]
-
 
     def _fill(self, stack, n, k, top, count):
         """Stride 1, one filter row per stack: row (c, v) of the band's stack, as `count` rows of `width`, is
