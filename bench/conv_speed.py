@@ -25,9 +25,9 @@ invisible to it).
 Targets, printed with each row: every float32 row at most 2x torch, conv forward and backward on the first layer at
 most 1.5x; float64 rows no worse than the baseline (``bench/baseline.json``, the same bench run on the layers before
 they were made faster, within 10% for timing noise); the peak memory of each layer at most twice the baseline's.
-``gemm`` is the limit that explains a convolution row: the matrix products of the layer alone (the shapes the layer
-needs, contiguous operands, image by image), over torch's whole layer; ``copy`` the same for pooling, one copy of
-the input.
+``gemm`` is the limit that explains a convolution row: the matrix products of the layer alone (the shapes an im2col
+layer needs, contiguous operands, in blocks of 2048 output positions), over torch's whole layer; ``copy`` the same
+for pooling, one copy of the input.
 
     make bench                                        # or: .venv/bin/python bench/conv_speed.py
     .venv/bin/python bench/conv_speed.py --quick      # a smoke run: the first layer, float32, 3 calls
@@ -78,6 +78,7 @@ MEMORY_FACTOR = 2.0                            # peak memory: at most twice the 
 TOLERANCES = {"float32": dict(rtol=1e-4, atol=1e-4), "float64": dict(rtol=1e-10, atol=1e-10)}
 IMPLEMENTATIONS = ("ref", "given")
 PAUSE = 0.25                                   # seconds before each block of calls of one library (see _median_ms)
+LIMIT_BLOCK = 2048                             # output positions per matrix product of the gemm limit
 
 
 CLOCK = time.perf_counter                      # --cpu-time: time.process_time, with one thread
@@ -175,23 +176,26 @@ class Layers:
 
 
 def _gemm_limit(x_shape, w_shape, dtype, backward: bool):
-    """The matrix products of an im2col convolution of this shape alone, image by image: W_row @ X_col forward;
-    dO @ X_col^T and W_row^T @ dO backward."""
+    """The matrix products of an im2col convolution of this shape alone, in blocks of at most LIMIT_BLOCK output
+    positions (OpenBLAS is slower on one product over a whole large image): W_row @ X_col forward; dW_row^T =
+    X_col dO^T and dX_col = W_row^T @ dO backward. Contiguous operands, nothing else."""
     N, C, H, W = x_shape
     F, _, HH, WW = w_shape
     rng = np.random.default_rng(1)
     K, M = C * HH * WW, H * W
+    block = min(M, LIMIT_BLOCK)
+    blocks = N * -(-M // block)
     w_rows = rng.standard_normal((F, K)).astype(dtype)
-    cols = rng.standard_normal((K, M)).astype(dtype)
-    grads = rng.standard_normal((F, M)).astype(dtype)
-    out, dw, dcols = np.empty((F, M), dtype), np.empty((K, F), dtype), np.empty((K, M), dtype)
+    cols = rng.standard_normal((K, block)).astype(dtype)
+    grads = rng.standard_normal((F, block)).astype(dtype)
+    out, dw, dcols = np.empty((F, block), dtype), np.empty((K, F), dtype), np.empty((K, block), dtype)
 
     def forward():
-        for _ in range(N):
+        for _ in range(blocks):
             np.matmul(w_rows, cols, out=out)
 
     def both():
-        for _ in range(N):
+        for _ in range(blocks):
             np.matmul(cols, grads.T, out=dw)
             np.matmul(w_rows.T, grads, out=dcols)
     return both if backward else forward
