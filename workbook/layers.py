@@ -333,10 +333,14 @@ def _taps(a, ph, pw, stride, H_out, W_out):
             yield u * pw + v, a[:, :, u:u + stride * (H_out - 1) + 1:stride, v:v + stride * (W_out - 1) + 1:stride]
 
 
-def _chunks(total: int, plane_bytes: int):
-    """Slices of [0, total) of about POOL_CHUNK_BYTES of planes each (a slice stays in the processor's cache)."""
-    step = max(1, POOL_CHUNK_BYTES // max(1, plane_bytes))
-    return [slice(i, min(total, i + step)) for i in range(0, total, step)]
+def _chunks(N: int, C: int, plane_bytes: int):
+    """Index pairs (images, channels) that cut an (N, C, ...) array into pieces of about POOL_CHUNK_BYTES of depth
+    slices (a piece stays in the processor's cache): a few whole images, or a few channels of one image."""
+    per = max(1, POOL_CHUNK_BYTES // max(1, plane_bytes))         # depth slices per piece
+    if per >= C:
+        images = per // C
+        return [(slice(n, n + images), slice(None)) for n in range(0, N, images)]
+    return [(slice(n, n + 1), slice(c, c + per)) for n in range(N) for c in range(0, C, per)]
 
 
 def max_pool_forward(x, pool_param):
@@ -358,12 +362,11 @@ def max_pool_forward(x, pool_param):
     """
     ph, pw, stride, H_out, W_out = _pool_geometry(x, pool_param, "max_pool_forward")
     N, C, H, W = x.shape
-    planes = x.reshape(N * C, 1, H, W)
-    out = np.empty((N * C, 1, H_out, W_out), dtype=x.dtype)
+    out = np.empty((N, C, H_out, W_out), dtype=x.dtype)
     switches = np.empty(out.shape, dtype=np.uint8 if ph * pw <= 256 else np.intp)
-    for part in _chunks(N * C, H * W * x.itemsize):
-        views = list(_taps(planes[part], ph, pw, stride, H_out, W_out))
-        best, sw = out[part], switches[part]
+    for piece in _chunks(N, C, H * W * x.itemsize):
+        views = list(_taps(x[piece], ph, pw, stride, H_out, W_out))
+        best, sw = out[piece], switches[piece]
         best[...] = views[0][1]
         for _, view in views[1:]:
             np.maximum(best, view, out=best)
@@ -371,7 +374,7 @@ def max_pool_forward(x, pool_param):
         sw.fill(len(views) - 1)
         for offset, view in reversed(views[:-1]):
             np.copyto(sw, offset, where=view == best)
-    return out.reshape(N, C, H_out, W_out), (x.shape, pool_param, switches.reshape(N, C, H_out, W_out))
+    return out, (x.shape, pool_param, switches)
 
 
 def max_pool_backward(dout, cache):
@@ -391,17 +394,16 @@ def max_pool_backward(dout, cache):
     _, _, H_out, W_out = dout.shape
     tiled = ph == pw == stride and H == H_out * stride and W == W_out * stride      # every pixel in one window
     overlap = stride < ph or stride < pw
-    dx = (np.empty if tiled else np.zeros)((N * C, 1, H, W), dtype=dout.dtype)
-    grads = dout.reshape(N * C, 1, H_out, W_out)
-    switches = switches.reshape(grads.shape)
-    for part in _chunks(N * C, H * W * dout.itemsize):
-        for offset, view in _taps(dx[part], ph, pw, stride, H_out, W_out):
-            routed = switches[part] == offset
+    dx = (np.empty if tiled else np.zeros)((N, C, H, W), dtype=dout.dtype)
+    for piece in _chunks(N, C, H * W * dout.itemsize):
+        grads, sw = dout[piece], switches[piece]
+        for offset, view in _taps(dx[piece], ph, pw, stride, H_out, W_out):
+            routed = sw == offset
             if overlap:      # a pixel may be the maximum of several windows: add (within one offset no pixel repeats)
-                view += np.where(routed, grads[part], 0)
+                view += np.where(routed, grads, 0)
             else:
-                np.multiply(grads[part], routed, out=view)
-    return dx.reshape(N, C, H, W)
+                np.multiply(grads, routed, out=view)
+    return dx
 
 
 def avg_pool_forward(x, pool_param):
