@@ -272,9 +272,10 @@ def conv_backward(dout, cache):
     dtype = np.result_type(x, w, dout)
     db = dout.sum(axis=(0, 2, 3), dtype=dtype)
     dw = _filter_gradient(x, dout, w.shape, stride, pad, d, dtype)
-    if stride == 1:
+    if stride == 1 and C >= F:
         # dx[n, c, h, q] = sum_{f,u,v} w[f, c, u, v] dout[n, f, h + P - ud, q + P - vd]: a correlation of dout,
-        # padded by d(HH - 1) - P, with the filters flipped and their two channel axes swapped
+        # padded by d(HH - 1) - P, with the filters flipped and their two channel axes swapped. (With fewer
+        # channels than filters its products would have only C rows; adding the shares back is cheaper then.)
         flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
         dx = _correlate(dout, flipped, None, 1, d * (HH - 1) - pad, d * (WW - 1) - pad, d, dtype)
     else:
@@ -302,23 +303,27 @@ def _filter_gradient(x, dout, w_shape, stride, pad, d, dtype):
 
 
 def _scatter(dout, w, x_shape, stride, pad, d, dtype):
-    """dx at any stride: each window's share, dout times the filters, added back tap by tap (as col2im does)."""
+    """dx at any stride: each window's share, dout times the filters, added back tap by tap (as col2im does), for
+    a band of output rows of a few images at a time."""
     N, C, H, W = x_shape
     F, _, HH, WW = w.shape
     H_out, W_out = dout.shape[2:]
     w_taps = w.transpose(2, 3, 1, 0).reshape(HH * WW * C, F).astype(dtype, copy=False)     # rows (u, v, c)
     dx_pad = np.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=dtype)
-    band = max(1, min(H_out, BAND_BYTES // (HH * WW * C * W_out * np.dtype(dtype).itemsize)))   # output rows
-    for image in range(N):
-        for first in range(0, H_out, band):
-            count = min(band, H_out - first)
-            shares = w_taps @ dout[image, :, first:first + count].reshape(F, count * W_out).astype(dtype, copy=False)
-            shares = shares.reshape(HH, WW, C, count, W_out)
+    row_bytes = HH * WW * C * W_out * np.dtype(dtype).itemsize
+    rows = max(1, min(H_out, BAND_BYTES // row_bytes))
+    images = max(1, min(N, BAND_BYTES // (row_bytes * H_out))) if rows == H_out else 1
+    for n in range(0, N, images):
+        k = min(images, N - n)
+        for first in range(0, H_out, rows):
+            count = min(rows, H_out - first)
+            grads = dout[n:n + k, :, first:first + count].reshape(k, F, count * W_out).astype(dtype, copy=False)
+            shares = np.matmul(w_taps, grads).reshape(k, HH, WW, C, count, W_out)
             for u in range(HH):
                 for v in range(WW):
                     # one tap's pixels are distinct within the slice, so += on it adds each share once
-                    dx_pad[image, :, first * stride + u * d:(first + count - 1) * stride + u * d + 1:stride,
-                           v * d:(W_out - 1) * stride + v * d + 1:stride] += shares[u, v]
+                    dx_pad[n:n + k, :, first * stride + u * d:(first + count - 1) * stride + u * d + 1:stride,
+                           v * d:(W_out - 1) * stride + v * d + 1:stride] += shares[:, u, v]
     return np.ascontiguousarray(dx_pad[:, :, pad:pad + H, pad:pad + W])
 
 
