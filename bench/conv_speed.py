@@ -17,8 +17,10 @@ through the ``*_NUM_THREADS`` variables, set before numpy is imported), torch th
 Timing: after a warm-up call of each, torch, ref and given are called ``--repeat`` times each, in three blocks per
 library that take turns, with a pause before each block (so that no library's spinning worker threads take a core
 from the next); a time is the median of its calls, a ratio is ours / torch. The 1-minute load average is read
-before every row: when it is at or above ``--load-limit`` the row is measured with three times as many calls and
-marked ``*`` (other processes share the cores and 2-thread timings suffer; ratios suffer less than times). "MB"
+before the run and printed. During every row the bench also counts the cores that *other* processes kept busy
+(``/proc/stat`` less the bench's own CPU time): a row that met at least ``--load-limit`` busy cores is marked ``*``
+and measured again with twice the calls (other processes share the cores and 2-thread timings suffer; ratios less
+than times); with ``--wait SECONDS`` it instead waits up to that long for a quiet moment and measures it once more. "MB"
 is the peak of the memory numpy allocated during one call beyond its inputs (tracemalloc; torch's allocations are
 invisible to it).
 
@@ -99,6 +101,43 @@ def _limit_numpy_threads():
 
 def load_average() -> float:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
+WAIT = 0.0                                     # --wait: seconds a row may wait for the other processes to calm down
+
+
+def _cpu_counters():
+    """(seconds of CPU all cores spent busy, seconds of CPU this process used, wall time), from /proc/stat and
+    os.times(); None where /proc/stat does not exist."""
+    try:
+        with open("/proc/stat") as stat:
+            values = [int(v) for v in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    idle = values[3] + values[4]                                 # idle and iowait; steal counts as busy
+    own = os.times()
+    return (sum(values) - idle) / os.sysconf("SC_CLK_TCK"), own.user + own.system, time.monotonic()
+
+
+def others_busy(before, after) -> float:
+    """Cores that other processes kept busy between two _cpu_counters() samples (the 1-minute load average where
+    there are no counters): the contention a measurement met, without the bench's own threads."""
+    if before is None or after is None:
+        return load_average()
+    return max(0.0, (after[0] - before[0] - (after[1] - before[1])) / max(1e-3, after[2] - before[2]))
+
+
+def wait_for_quiet(limit: float) -> float:
+    """Up to WAIT seconds, until other processes keep fewer than `limit` cores busy (sampled over a second);
+    return the last sample."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        before = _cpu_counters()
+        time.sleep(1.0)
+        busy = others_busy(before, _cpu_counters())
+        if busy < limit or time.monotonic() >= deadline:
+            return busy
+        time.sleep(min(9.0, max(0.0, deadline - time.monotonic())))
 
 
 def _peak_mb(fn) -> float:
@@ -232,11 +271,19 @@ def bench_shape(layers, torch, x_shape, w_shape, pad, dtype, rounds, load_limit,
                 row[f"{name}_note"] = "disagrees with torch"
                 continue
             fns[name] = call
-        load = load_average()
-        loaded = load >= load_limit
-        times = _median_ms(fns, rounds * (3 if loaded else 1))
-        row.update(load=round(load, 2), loaded=loaded, rounds=rounds * (3 if loaded else 1),
-                   torch_ms=times["torch"])
+        for attempt in range(2 if WAIT > 0 else 1):     # with --wait, once more if others got busy during it
+            if WAIT > 0:
+                wait_for_quiet(load_limit)
+            before = _cpu_counters()
+            times = _median_ms(fns, rounds)
+            busy = others_busy(before, _cpu_counters())
+            if busy >= load_limit and WAIT <= 0:       # a busy machine: more calls make the medians steadier
+                times = _median_ms(fns, 2 * rounds)
+                busy = max(busy, others_busy(before, _cpu_counters()))
+            if busy < load_limit:
+                break
+        loaded = busy >= load_limit
+        row.update(others_busy=round(busy, 2), load=round(load_average(), 2), loaded=loaded, torch_ms=times["torch"])
         for name in calls:
             if name in fns:
                 row[f"{name}_ms"] = times[name]
@@ -449,16 +496,21 @@ def main(argv=None) -> int:
     parser.add_argument("--compare", type=Path, help="a --json file of an earlier run to compare the ratios with")
     parser.add_argument("--baseline", type=Path, default=BASELINE,
                         help="the run the float64 and memory targets refer to (default bench/baseline.json)")
-    parser.add_argument("--load-limit", type=float, default=0.5,
-                        help="1-minute load average from which a row counts as loaded and gets 3x the calls")
+    parser.add_argument("--load-limit", type=float, default=0.3,
+                        help="cores kept busy by other processes from which a row counts as measured under load "
+                             "(default 0.3; the start's 1-minute load average is compared with it too)")
     parser.add_argument("--repo", type=Path, default=HERE.parent,
                         help="the repository whose layers are timed (default: this one)")
+    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="before a row (and before repeating one that met a busy machine), wait up to this long "
+                             "for other processes to keep fewer than --load-limit cores busy (default 0: do not wait)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument("--cpu-time", action="store_true",
                         help="one thread each, timed by the process's CPU time instead of the wall clock: ratios that "
                              "hold up on a busy machine, though not the 2-thread targets")
     args = parser.parse_args(argv)
-    global CLOCK
+    global CLOCK, WAIT
+    WAIT = args.wait
     if args.cpu_time:
         CLOCK = time.process_time
 
@@ -495,7 +547,8 @@ def main(argv=None) -> int:
                   f"(make bench unsets it)")
     print(f"load average {load:.2f} on {cores} cores" + (
         f": WARNING, at or above {args.load_limit:g}: other processes are busy and 2-thread timings suffer from "
-        f"it; rows measured under load get 3x the calls and a '*'. A quiet machine gives the fairest numbers"
+        f"it; rows measured under load are measured again with more calls and get a '*'. A quiet machine gives the "
+        f"fairest numbers"
         if load >= args.load_limit else ""))
     for note in notes:
         print(note)
