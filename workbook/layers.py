@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: Bytes of input copies that one band of a convolution works on (a few output rows of one image, or a few images).
-BAND_BYTES = 512 << 10
+BAND_BYTES = 4 << 20
 #: At stride 1 the taps of one filter row are stacked into one matrix product; when a filter row sums fewer
 #: terms than this (few channels, as in a first layer on RGB images), the taps of all filter rows are.
 MIN_TERMS = 64
