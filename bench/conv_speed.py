@@ -222,21 +222,24 @@ def _gemm_limit(x_shape, w_shape, dtype, backward: bool):
     F, _, HH, WW = w_shape
     rng = np.random.default_rng(1)
     K, M = C * HH * WW, H * W
-    block = min(M, LIMIT_BLOCK)
-    blocks = N * -(-M // block)
+    sizes = [LIMIT_BLOCK] * (M // LIMIT_BLOCK) + ([M % LIMIT_BLOCK] if M % LIMIT_BLOCK else [])   # one image
+    block = max(sizes)
     w_rows = rng.standard_normal((F, K)).astype(dtype)
     cols = rng.standard_normal((K, block)).astype(dtype)
     grads = rng.standard_normal((F, block)).astype(dtype)
     out, dw, dcols = np.empty((F, block), dtype), np.empty((K, F), dtype), np.empty((K, block), dtype)
+    pieces = [(cols[:, :m], grads[:, :m], out[:, :m], dcols[:, :m]) for m in sizes]
 
     def forward():
-        for _ in range(blocks):
-            np.matmul(w_rows, cols, out=out)
+        for _ in range(N):
+            for c, _g, o, _d in pieces:
+                np.matmul(w_rows, c, out=o)
 
     def both():
-        for _ in range(blocks):
-            np.matmul(cols, grads.T, out=dw)
-            np.matmul(w_rows.T, grads, out=dcols)
+        for _ in range(N):
+            for c, g, _o, d in pieces:
+                np.matmul(c, g.T, out=dw)
+                np.matmul(w_rows.T, g, out=d)
     return both if backward else forward
 
 
