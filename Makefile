@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: help demo test lint lab lab-solutions release bench bench-grading clean-demo
+.PHONY: help demo test lint lab lab-solutions release bench bench-layers bench-grading clean-demo
 
 help:
 	@echo "make demo           release, grade the bundled sample class, print the score table"
@@ -18,7 +18,9 @@ help:
 	@echo "make lab            JupyterLab on the student notebooks"
 	@echo "make lab-solutions  JupyterLab on the source notebooks (instructors)"
 	@echo "make release        regenerate notebooks/ from solutions/"
-	@echo "make bench          fast reference layers against torch.nn.functional (installs torch==2.13.0), then grading throughput"
+	@echo "make bench          bench-layers, then bench-grading"
+	@echo "make bench-layers   the fast layers (references and given) against torch (installs torch==2.13.0);"
+	@echo "                    BENCH_ARGS=--quick for a smoke run, BENCH_ARGS='--json run.json' to keep the numbers"
 	@echo "make bench-grading  grading throughput only: stock nbgrader vs grader autograde (1, 2 workers, Dask); QUICK=1 for a smoke run"
 
 $(BIN)/python:
@@ -54,10 +56,12 @@ $(VENV)/.torch: | $(INSTALLED)
 	touch $@
 
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set on some machines and slow numpy's BLAS: unset for the bench only.
-bench: $(INSTALLED) $(VENV)/.torch
+BENCH_ARGS ?=
+bench: bench-layers bench-grading
+
+bench-layers: $(INSTALLED) $(VENV)/.torch
 	@test -z "$$OPENBLAS_CORETYPE$$OPENBLAS_L2_SIZE" || echo "make bench: running with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (were '$$OPENBLAS_CORETYPE' '$$OPENBLAS_L2_SIZE')"
-	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python bench/conv_speed.py
-	$(BIN)/python bench/grading_throughput.py $(if $(QUICK),--quick)
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python bench/conv_speed.py $(BENCH_ARGS)
 
 # Grading a class: (a) stock nbgrader autograde, (b) grader --workers 1, (c) --workers 2, (d) a 2-worker Dask cluster.
 bench-grading: $(INSTALLED)

@@ -1,56 +1,89 @@
-"""Time the workbook's fast reference layers against PyTorch on the CPU, side by side, in one run.
+"""Time the workbook's fast layers against PyTorch on the CPU, side by side, in one run.
 
-The layers are the reference solutions of the source notebooks, loaded with ``grader.reference``:
-``conv_forward_im2col`` / ``conv_backward_im2col`` and ``max_pool_forward_im2col`` /
-``max_pool_backward_im2col`` from ``05_im2col``, and ``conv_forward_dilated`` / ``conv_backward_dilated``
-from ``06_1x1_and_dilated`` when that notebook exists. Each is first checked against
-``torch.nn.functional`` (``assert_allclose`` with float32 or float64 tolerances), then timed against it.
+Two implementations of every layer are timed against ``torch.nn.functional``:
 
-Both libraries get 2 threads: numpy's BLAS through threadpoolctl when it is installed (otherwise through
-the ``*_NUM_THREADS`` variables, set before numpy is imported), torch through ``torch.set_num_threads``.
-Times are the best of ``--repeat`` runs after one warm-up run. "peak MB" is the largest amount of memory
-that numpy allocated during one call of our layer beyond its inputs, measured by tracemalloc (numpy reports
-its array allocations to it); torch's allocations are not visible to tracemalloc and are not shown.
+* ``ref``: the reference solutions of the source notebooks, loaded with ``grader.reference`` (what the hidden tests
+  compare students with): ``conv_forward_im2col`` / ``conv_backward_im2col`` and ``max_pool_forward_im2col`` /
+  ``max_pool_backward_im2col`` from ``05_im2col``, ``conv_forward_dilated`` / ``conv_backward_dilated`` from
+  ``06_1x1_and_dilated``;
+* ``given``: the given layers of the student package, ``workbook.layers`` (what the later notebooks train with):
+  ``conv_forward`` / ``conv_backward`` (with ``'dilation'`` for the dilated rows) and ``max_pool_forward`` /
+  ``max_pool_backward``.
 
-    make bench                                   # or: .venv/bin/python bench/conv_speed.py
-    .venv/bin/python bench/conv_speed.py --quick # the first layer only
+Each is first checked against torch (``assert_allclose`` with float32 or float64 tolerances; the test suite holds the
+full correctness checks), then timed. Both libraries get 2 threads: numpy's BLAS through threadpoolctl (otherwise
+through the ``*_NUM_THREADS`` variables, set before numpy is imported), torch through ``torch.set_num_threads``.
 
-This is a benchmark, not a test: it exits 0 whether or not the targets are met, unless ``--strict`` is given
-(a layer that disagrees with torch stops it with an AssertionError; a dilated layer that fails is reported and
-makes the exit status 1).
-It needs torch (the pinned CPU build, torch==2.13.0); ``make bench`` installs it.
+Timing: after a warm-up call of each, torch, ref and given are called ``--repeat`` times each, in three blocks per
+library that take turns, with a pause before each block (so that no library's spinning worker threads take a core
+from the next); a time is the median of its calls, a ratio is ours / torch. The 1-minute load average is read
+before the run and printed. During every row the bench also counts the cores that *other* processes kept busy
+(``/proc/stat`` less the bench's own CPU time): a row that met at least ``--load-limit`` busy cores is marked ``*``
+and measured again with twice the calls (other processes share the cores and 2-thread timings suffer; ratios less
+than times); with ``--wait SECONDS`` it instead waits up to that long for a quiet moment and measures it once more. "MB"
+is the peak of the memory numpy allocated during one call beyond its inputs (tracemalloc; torch's allocations are
+invisible to it).
+
+Targets, printed with each row: every float32 row at most 2x torch, conv forward and backward on the first layer at
+most 1.5x; float64 rows no worse than the baseline (``bench/baseline.json``, the same bench run on the layers before
+they were made faster, within 10% for timing noise); the peak memory of each layer at most twice the baseline's.
+``gemm`` is the limit that explains a convolution row: the matrix products of the layer alone (the shapes an im2col
+layer needs, contiguous operands, in blocks of 2048 output positions), over torch's whole layer; ``copy`` the same
+for pooling, one copy of the input.
+
+    make bench                                        # or: .venv/bin/python bench/conv_speed.py
+    .venv/bin/python bench/conv_speed.py --quick      # a smoke run: the first layer, float32, 3 calls
+    .venv/bin/python bench/conv_speed.py --json run.json --compare bench/baseline.json
+
+This is a benchmark, not a test: it exits 0 whether or not the targets are met, unless ``--strict`` is given; a
+layer that disagrees with torch is reported and makes the exit status 1. It needs torch (the pinned CPU build,
+torch==2.13.0) and threadpoolctl; ``make bench`` installs both.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import os
+import subprocess
 import sys
 import time
 import tracemalloc
 from pathlib import Path
 
 THREADS = 2
-for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_variable] = str(THREADS)   # before numpy and torch are imported; threadpoolctl also caps below
+if __name__ == "__main__":                 # (the test suite imports LAYERS from here and keeps its own settings)
+    if "--cpu-time" in sys.argv:
+        THREADS = 1
+    for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_variable] = str(THREADS)   # before numpy and torch are imported; threadpoolctl also caps below
 
 import numpy as np  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+HERE = Path(__file__).resolve().parent
+BASELINE = HERE / "baseline.json"
 
 # (x shape, w shape, pad): stride 1, 'same' padding.
 LAYERS = [
-    ((16, 64, 56, 56), (64, 64, 3, 3), 1),     # a ResNet-style 3x3 layer: the layer the targets are set on
+    ((16, 64, 56, 56), (64, 64, 3, 3), 1),     # a ResNet-style 3x3 layer: the layer the tightest targets are set on
     ((50, 3, 32, 32), (32, 3, 7, 7), 3),       # a first layer on a CIFAR-10 batch: few channels, large filter
     ((1, 64, 224, 224), (64, 64, 3, 3), 1),    # one large image (VGG conv1_2)
 ]
 POOL = {"pool_height": 2, "pool_width": 2, "stride": 2}
 DILATION = 2
-# Targets, on the first layer in float32 (our time / torch's time).
-TARGETS = {"conv forward": 3.0, "conv backward": 3.0, "max pool forward": 1.0}
-AIMS = {"conv forward": 2.0, "conv backward": 2.0}
-TOLERANCES = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
+OPS = ["conv forward", "conv backward", "max pool forward", "max pool backward",
+       f"dilated({DILATION}) forward", f"dilated({DILATION}) backward"]
+TARGET = 2.0                                   # every float32 row
+HEADLINE_TARGET = 1.5                          # conv forward and backward on LAYERS[0], float32
+FLOAT64_SLACK = 1.10                           # float64 rows: at most the baseline's ratio, within timing noise
+MEMORY_FACTOR = 2.0                            # peak memory: at most twice the baseline's
+TOLERANCES = {"float32": dict(rtol=1e-4, atol=1e-4), "float64": dict(rtol=1e-10, atol=1e-10)}
+IMPLEMENTATIONS = ("ref", "given")
+PAUSE = 0.25                                   # seconds before each block of calls of one library (see _median_ms)
+LIMIT_BLOCK = 2048                             # output positions per matrix product of the gemm limit
+
+
+CLOCK = time.perf_counter                      # --cpu-time: time.process_time, with one thread
 
 
 def _limit_numpy_threads():
@@ -61,20 +94,50 @@ def _limit_numpy_threads():
         return None, f"threadpoolctl not installed: BLAS threads set by environment variables to {THREADS}"
     limiter = threadpool_limits(limits=THREADS)
     blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-    text = "; ".join(f"{i.get('internal_api')} {i.get('version')} core {i.get('architecture', '?')}, "
-                     f"{i.get('num_threads')} threads" for i in blas) or "no BLAS found by threadpoolctl"
+    text = "; ".join(f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture', '?')} kernels, "
+                     f"{i.get('num_threads')} threads)" for i in blas) or "no BLAS found by threadpoolctl"
     return limiter, text
 
 
-def _best_ms(fn, repeat: int) -> float:
-    time.sleep(0.2)                         # let the other library's worker threads stop spinning
-    fn()                                    # warm-up: first-touch allocations, BLAS buffers, caches
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best * 1e3
+def load_average() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
+WAIT = 0.0                                     # --wait: seconds a row may wait for the other processes to calm down
+
+
+def _cpu_counters():
+    """(seconds of CPU all cores spent busy, seconds of CPU this process used, wall time), from /proc/stat and
+    os.times(); None where /proc/stat does not exist."""
+    try:
+        with open("/proc/stat") as stat:
+            values = [int(v) for v in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    idle = values[3] + values[4]                                 # idle and iowait; steal counts as busy
+    own = os.times()
+    return (sum(values) - idle) / os.sysconf("SC_CLK_TCK"), own.user + own.system, time.monotonic()
+
+
+def others_busy(before, after) -> float:
+    """Cores that other processes kept busy between two _cpu_counters() samples (the 1-minute load average where
+    there are no counters): the contention a measurement met, without the bench's own threads."""
+    if before is None or after is None:
+        return load_average()
+    return max(0.0, (after[0] - before[0] - (after[1] - before[1])) / max(1e-3, after[2] - before[2]))
+
+
+def wait_for_quiet(limit: float) -> float:
+    """Up to WAIT seconds, until other processes keep fewer than `limit` cores busy (sampled over a second);
+    return the last sample."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        before = _cpu_counters()
+        time.sleep(1.0)
+        busy = others_busy(before, _cpu_counters())
+        if busy < limit or time.monotonic() >= deadline:
+            return busy
+        time.sleep(min(9.0, max(0.0, deadline - time.monotonic())))
 
 
 def _peak_mb(fn) -> float:
@@ -87,143 +150,375 @@ def _peak_mb(fn) -> float:
     return peak / 1e6
 
 
-def _close(name, ours, theirs, dtype):
-    theirs = theirs.detach().numpy() if hasattr(theirs, "detach") else theirs
-    assert ours.dtype == dtype, f"{name}: our result has dtype {ours.dtype}, expected {np.dtype(dtype)}"
+def _median_ms(fns: dict, rounds: int, blocks: int = 3) -> dict:
+    """Median wall time (ms) of each callable over `rounds` calls, after a warm-up call.
+
+    The calls come in `blocks` blocks per callable, the callables taking turns block by block, with a pause before
+    each block: both libraries' worker threads spin for a while after a parallel region (OpenMP's block time,
+    OpenBLAS's thread timeout), and a spinning thread of one would take a core from the other.
+    """
+    names = list(fns)
+    per_block = -(-rounds // blocks)
+    times = {name: [] for name in names}
+    for block in range(blocks + 1):
+        for name in names[block % len(names):] + names[:block % len(names)]:
+            time.sleep(PAUSE)
+            for _ in range(1 if block == 0 else per_block):       # block 0: the warm-up call, not timed
+                start = CLOCK()
+                fns[name]()
+                if block:
+                    times[name].append(CLOCK() - start)
+    return {name: float(np.median(t)) * 1e3 for name, t in times.items()}
+
+
+def _agree(name, ours, theirs, dtype):
+    """None if `ours` matches torch's `theirs`, else a description of the disagreement."""
+    theirs = theirs.detach().numpy() if hasattr(theirs, "detach") else np.asarray(theirs)
+    ours = np.asarray(ours)
+    if ours.dtype != np.dtype(dtype):
+        return f"{name}: dtype {ours.dtype}, expected {np.dtype(dtype).name}"
+    if ours.shape != theirs.shape:
+        return f"{name}: shape {ours.shape}, expected {theirs.shape}"
     scale = max(1.0, float(np.abs(theirs).max()))
-    tol = TOLERANCES[dtype]
-    np.testing.assert_allclose(ours, theirs, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=name)
+    tol = TOLERANCES[np.dtype(dtype).name]
+    try:
+        np.testing.assert_allclose(ours, theirs, rtol=tol["rtol"], atol=tol["atol"] * scale)
+    except AssertionError as err:
+        return f"{name}: {str(err).strip().splitlines()[-2:]}"
+    return None
 
 
-class Table:
-    HEADER = f"{'op':<22} {'x shape':<20} {'dtype':<8} {'ours ms':>9} {'torch ms':>9} {'ratio':>7} {'peak MB':>8}"
+# ---------------------------------------------------------------------------------------------------------------
+# The layers, as (prepare, ours, torch, limit) for one op
+# ---------------------------------------------------------------------------------------------------------------
 
-    def __init__(self):
-        self.rows = []
-        self.problems = []
-        print(self.HEADER)
-        print("-" * len(self.HEADER))
+class Layers:
+    """The two implementations of each op; `impls[op][name] = (forward-or-backward callable builder)`."""
 
-    def add(self, op, shape, dtype, ours, theirs, peak):
-        self.rows.append((op, shape, np.dtype(dtype).name, ours, theirs))
-        print(f"{op:<22} {str(shape):<20} {np.dtype(dtype).name:<8} {ours:9.2f} {theirs:9.2f} {ours / theirs:6.2f}x "
-              f"{peak:8.1f}", flush=True)
+    def __init__(self, ref05, ref06, given):
+        self.ref05, self.ref06, self.given = ref05, ref06, given
 
-    def ratio(self, op, shape, dtype):
-        for row in self.rows:
-            if row[0] == op and row[1] == shape and row[2] == np.dtype(dtype).name:
-                return row[3] / row[4]
-        return None
+    def conv(self, name, dilation):
+        """(forward(x, w, b, param) -> (out, cache), backward(dout, cache) -> grads) of one implementation."""
+        if name == "given":
+            return self.given.conv_forward, self.given.conv_backward
+        if dilation == 1:
+            return self.ref05.conv_forward_im2col, self.ref05.conv_backward_im2col
+        if self.ref06 is None:
+            return None
+        return self.ref06.conv_forward_dilated, self.ref06.conv_backward_dilated
+
+    def pool(self, name):
+        if name == "given":
+            return self.given.max_pool_forward, self.given.max_pool_backward
+        return self.ref05.max_pool_forward_im2col, self.ref05.max_pool_backward_im2col
 
 
-def bench_layer(table, ref, dilated, torch, x_shape, w_shape, pad, dtype, repeat):
+def _gemm_limit(x_shape, w_shape, dtype, backward: bool):
+    """The matrix products of an im2col convolution of this shape alone, in blocks of at most LIMIT_BLOCK output
+    positions (OpenBLAS is slower on one product over a whole large image): W_row @ X_col forward; dW_row^T =
+    X_col dO^T and dX_col = W_row^T @ dO backward. Contiguous operands, nothing else."""
+    N, C, H, W = x_shape
+    F, _, HH, WW = w_shape
+    rng = np.random.default_rng(1)
+    K, M = C * HH * WW, H * W
+    sizes = [LIMIT_BLOCK] * (M // LIMIT_BLOCK) + ([M % LIMIT_BLOCK] if M % LIMIT_BLOCK else [])   # one image
+    block = max(sizes)
+    w_rows = rng.standard_normal((F, K)).astype(dtype)
+    cols = rng.standard_normal((K, block)).astype(dtype)
+    grads = rng.standard_normal((F, block)).astype(dtype)
+    out, dw, dcols = np.empty((F, block), dtype), np.empty((K, F), dtype), np.empty((K, block), dtype)
+    pieces = [(cols[:, :m], grads[:, :m], out[:, :m], dcols[:, :m]) for m in sizes]
+
+    def forward():
+        for _ in range(N):
+            for c, _g, o, _d in pieces:
+                np.matmul(w_rows, c, out=o)
+
+    def both():
+        for _ in range(N):
+            for c, g, _o, d in pieces:
+                np.matmul(c, g.T, out=dw)
+                np.matmul(w_rows.T, g, out=d)
+    return both if backward else forward
+
+
+def _copy_limit(x):
+    buffer = np.empty_like(x)
+    return lambda: np.copyto(buffer, x)
+
+
+def bench_shape(layers, torch, x_shape, w_shape, pad, dtype, rounds, load_limit, ops, problems, on_row):
     F = torch.nn.functional
+    dtype_name = np.dtype(dtype).name
     rng = np.random.default_rng(0)
     x = rng.standard_normal(x_shape).astype(dtype)
     w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(dtype)
     b = rng.standard_normal(w_shape[0]).astype(dtype)
     xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
 
-    # Convolution
-    conv_param = {"stride": 1, "pad": pad}
-    out, cache = ref.conv_forward_im2col(x, w, b, conv_param)
-    out_t = F.conv2d(xt, wt, bt, padding=pad)
-    dout = rng.standard_normal(out.shape).astype(dtype)
-    dout_t = torch.tensor(dout)
-    grads_t = torch.autograd.grad(out_t, (xt, wt, bt), dout_t, retain_graph=True)
-    _close("conv forward", out, out_t, dtype)
-    for name, ours, theirs in zip(("dx", "dw", "db"), ref.conv_backward_im2col(dout, cache), grads_t):
-        _close(f"conv backward {name}", ours, theirs, dtype)
-    with torch.no_grad():
-        torch_fwd = _best_ms(lambda: F.conv2d(xt, wt, bt, padding=pad), repeat)
-    table.add("conv forward", x_shape, dtype, _best_ms(lambda: ref.conv_forward_im2col(x, w, b, conv_param), repeat),
-              torch_fwd, _peak_mb(lambda: ref.conv_forward_im2col(x, w, b, conv_param)))
-    table.add("conv backward", x_shape, dtype, _best_ms(lambda: ref.conv_backward_im2col(dout, cache), repeat),
-              _best_ms(lambda: torch.autograd.grad(out_t, (xt, wt, bt), dout_t, retain_graph=True), repeat),
-              _peak_mb(lambda: ref.conv_backward_im2col(dout, cache)))
-    out_t = grads_t = None      # free torch's graph before the next layer
+    def measure(op, calls, torch_call, limit, check):
+        """One row: check each implementation, then time them with torch."""
+        row = {"op": op, "shape": list(x_shape), "w_shape": list(w_shape), "dtype": dtype_name}
+        fns = {"torch": torch_call}
+        for name, call in calls.items():
+            if call is None:
+                row[f"{name}_note"] = "not available"
+                continue
+            try:
+                problem = check(name, call)
+            except Exception as err:               # a notebook in progress must not stop the benchmark
+                problem = f"{type(err).__name__}: {err}"
+            if problem:
+                problems.append(f"{op} {name} on x {tuple(x_shape)} {dtype_name}: {problem}")
+                row[f"{name}_note"] = "disagrees with torch"
+                continue
+            fns[name] = call
+        for attempt in range(2 if WAIT > 0 else 1):     # with --wait, once more if others got busy during it
+            if WAIT > 0:
+                wait_for_quiet(load_limit)
+            before = _cpu_counters()
+            times = _median_ms(fns, rounds)
+            busy = others_busy(before, _cpu_counters())
+            if busy >= load_limit and WAIT <= 0:       # a busy machine: more calls make the medians steadier
+                times = _median_ms(fns, 2 * rounds)
+                busy = max(busy, others_busy(before, _cpu_counters()))
+            if busy < load_limit:
+                break
+        loaded = busy >= load_limit
+        row.update(others_busy=round(busy, 2), load=round(load_average(), 2), loaded=loaded, torch_ms=times["torch"])
+        for name in calls:
+            if name in fns:
+                row[f"{name}_ms"] = times[name]
+                row[f"{name}_ratio"] = times[name] / times["torch"]
+                row[f"{name}_mb"] = _peak_mb(fns[name])
+        if limit is not None:
+            limit_ms = _median_ms({"limit": limit}, max(3, rounds // 2))["limit"]
+            row["limit_ms"], row["limit_ratio"] = limit_ms, limit_ms / times["torch"]
+        on_row(row)
 
-    # Max pooling, 2x2 at stride 2
-    pooled, pool_cache = ref.max_pool_forward_im2col(x, POOL)
-    pooled_t = F.max_pool2d(xt, 2, 2)
-    dpool = rng.standard_normal(pooled.shape).astype(dtype)
-    dpool_t = torch.tensor(dpool)
-    _close("max pool forward", pooled, pooled_t, dtype)
-    _close("max pool backward", ref.max_pool_backward_im2col(dpool, pool_cache),
-           torch.autograd.grad(pooled_t, xt, dpool_t, retain_graph=True)[0], dtype)
-    with torch.no_grad():
-        torch_pool = _best_ms(lambda: F.max_pool2d(xt, 2, 2), repeat)
-    table.add("max pool forward", x_shape, dtype, _best_ms(lambda: ref.max_pool_forward_im2col(x, POOL), repeat),
-              torch_pool, _peak_mb(lambda: ref.max_pool_forward_im2col(x, POOL)))
-    table.add("max pool backward", x_shape, dtype,
-              _best_ms(lambda: ref.max_pool_backward_im2col(dpool, pool_cache), repeat),
-              _best_ms(lambda: torch.autograd.grad(pooled_t, xt, dpool_t, retain_graph=True), repeat),
-              _peak_mb(lambda: ref.max_pool_backward_im2col(dpool, pool_cache)))
-    pooled_t = None
+    for dilation in (1, DILATION):
+        fwd_op = "conv forward" if dilation == 1 else f"dilated({dilation}) forward"
+        bwd_op = "conv backward" if dilation == 1 else f"dilated({dilation}) backward"
+        if fwd_op not in ops and bwd_op not in ops:
+            continue
+        p = pad * dilation                                  # keeps the size (the filters are odd)
+        param = {"stride": 1, "pad": p} if dilation == 1 else {"stride": 1, "pad": p, "dilation": dilation}
+        out_t = F.conv2d(xt, wt, bt, padding=p, dilation=dilation)
+        dout = rng.standard_normal(tuple(out_t.shape)).astype(dtype)
+        dout_t = torch.tensor(dout)
+        grads_t = torch.autograd.grad(out_t, (xt, wt, bt), dout_t, retain_graph=True)
+        pairs = {name: layers.conv(name, dilation) for name in IMPLEMENTATIONS}
+        caches = {}
 
-    # Dilated convolution (PyTorch convention: dilation 1 is an ordinary filter)
-    if dilated is None:
-        return
-    try:
-        bench_dilated(table, dilated, torch, x, w, b, xt, wt, bt, rng, x_shape, dtype, repeat)
-    except Exception as err:   # another notebook's reference: report it, and time the rest
-        table.problems.append(f"dilated({DILATION}) on x {x_shape} {np.dtype(dtype).name}: {type(err).__name__}: {err}")
-        print(f"dilated({DILATION}) on x {x_shape} {np.dtype(dtype).name}: not timed, {type(err).__name__}: {err}")
+        def check_forward(name, call, out_t=out_t):
+            out, caches[name] = call()
+            return _agree(f"{fwd_op} ({name})", out, out_t, dtype)
+
+        def check_backward(name, call, grads_t=grads_t):
+            for label, ours, theirs in zip(("dx", "dw", "db"), call(), grads_t):
+                problem = _agree(f"{bwd_op} {label} ({name})", ours, theirs, dtype)
+                if problem:
+                    return problem
+            return None
+
+        def torch_forward(p=p, dilation=dilation):
+            with torch.no_grad():
+                F.conv2d(xt, wt, bt, padding=p, dilation=dilation)
+
+        forwards = {name: (None if pair is None else (lambda f=pair[0]: f(x, w, b, dict(param))))
+                    for name, pair in pairs.items()}
+        if fwd_op in ops:
+            measure(fwd_op, forwards, torch_forward, _gemm_limit(x_shape, w_shape, dtype, False), check_forward)
+        for name, pair in pairs.items():           # the caches, also when only the backward pass is timed
+            if pair is not None and name not in caches:
+                try:
+                    caches[name] = pair[0](x, w, b, dict(param))[1]
+                except Exception:
+                    pass
+        backwards = {name: (None if pair is None or name not in caches else
+                            (lambda f=pair[1], c=caches[name]: f(dout, c))) for name, pair in pairs.items()}
+        if bwd_op in ops:
+            measure(bwd_op, backwards,
+                    lambda out_t=out_t, dout_t=dout_t: torch.autograd.grad(out_t, (xt, wt, bt), dout_t,
+                                                                           retain_graph=True),
+                    _gemm_limit(x_shape, w_shape, dtype, True), check_backward)
+        del out_t, grads_t
+
+    if "max pool forward" in ops or "max pool backward" in ops:
+        pooled_t = F.max_pool2d(xt, POOL["pool_height"], POOL["stride"])
+        dpool = rng.standard_normal(tuple(pooled_t.shape)).astype(dtype)
+        dpool_t = torch.tensor(dpool)
+        dx_t = torch.autograd.grad(pooled_t, xt, dpool_t, retain_graph=True)[0]
+        pairs = {name: layers.pool(name) for name in IMPLEMENTATIONS}
+        caches = {name: pair[0](x, dict(POOL))[1] for name, pair in pairs.items()}
+
+        def torch_pool():
+            with torch.no_grad():
+                F.max_pool2d(xt, POOL["pool_height"], POOL["stride"])
+
+        if "max pool forward" in ops:
+            measure("max pool forward", {name: (lambda f=pair[0]: f(x, dict(POOL))) for name, pair in pairs.items()},
+                    torch_pool, _copy_limit(x),
+                    lambda name, call: _agree(f"max pool forward ({name})", call()[0], pooled_t, dtype))
+        if "max pool backward" in ops:
+            measure("max pool backward",
+                    {name: (lambda f=pair[1], c=caches[name]: f(dpool, c)) for name, pair in pairs.items()},
+                    lambda: torch.autograd.grad(pooled_t, xt, dpool_t, retain_graph=True), _copy_limit(x),
+                    lambda name, call: _agree(f"max pool backward ({name})", call(), dx_t, dtype))
+        del pooled_t
 
 
-def bench_dilated(table, dilated, torch, x, w, b, xt, wt, bt, rng, x_shape, dtype, repeat):
-    F = torch.nn.functional
-    dil_pad = DILATION * (w.shape[2] - 1) // 2          # keeps the size: the dilation itself for 3x3 filters
-    dil_param = {"stride": 1, "pad": dil_pad, "dilation": DILATION}
-    out, cache = dilated.conv_forward_dilated(x, w, b, dil_param)
-    out_t = F.conv2d(xt, wt, bt, padding=dil_pad, dilation=DILATION)
-    dout = rng.standard_normal(out.shape).astype(dtype)
-    dout_t = torch.tensor(dout)
-    _close("dilated conv forward", out, out_t, dtype)
-    for name, ours, theirs in zip(("dx", "dw", "db"), dilated.conv_backward_dilated(dout, cache),
-                                  torch.autograd.grad(out_t, (xt, wt, bt), dout_t, retain_graph=True)):
-        _close(f"dilated conv backward {name}", ours, theirs, dtype)
-    with torch.no_grad():
-        torch_fwd = _best_ms(lambda: F.conv2d(xt, wt, bt, padding=dil_pad, dilation=DILATION), repeat)
-    table.add(f"dilated({DILATION}) forward", x_shape, dtype,
-              _best_ms(lambda: dilated.conv_forward_dilated(x, w, b, dil_param), repeat), torch_fwd,
-              _peak_mb(lambda: dilated.conv_forward_dilated(x, w, b, dil_param)))
-    table.add(f"dilated({DILATION}) backward", x_shape, dtype,
-              _best_ms(lambda: dilated.conv_backward_dilated(dout, cache), repeat),
-              _best_ms(lambda: torch.autograd.grad(out_t, (xt, wt, bt), dout_t, retain_graph=True), repeat),
-              _peak_mb(lambda: dilated.conv_backward_dilated(dout, cache)))
+# ---------------------------------------------------------------------------------------------------------------
+# Targets and the table
+# ---------------------------------------------------------------------------------------------------------------
+
+def _key(row) -> str:
+    return f"{row['op']}|{tuple(row['shape'])}|{row['dtype']}"
 
 
-def load_references():
+def target_of(row, baseline: dict, name: str) -> tuple[float | None, str]:
+    """(the ratio this row of implementation `name` must stay under, how it is set)."""
+    if row["dtype"] == "float32":
+        if row["op"] in ("conv forward", "conv backward") and tuple(row["shape"]) == LAYERS[0][0]:
+            return HEADLINE_TARGET, f"{HEADLINE_TARGET:g}x"
+        return TARGET, f"{TARGET:g}x"
+    before = baseline.get(_key(row), {}).get(f"{name}_ratio")
+    if before is None:
+        return None, "-"
+    return before * FLOAT64_SLACK, f"<={before:.2f}x"
+
+
+def verdicts(row, baseline: dict) -> dict:
+    """Per implementation: time target met, memory target met (None where no target applies)."""
+    result = {}
+    for name in IMPLEMENTATIONS:
+        if f"{name}_ratio" not in row:
+            continue
+        target, _ = target_of(row, baseline, name)
+        before_mb = baseline.get(_key(row), {}).get(f"{name}_mb")
+        result[name] = {
+            "time": None if target is None else row[f"{name}_ratio"] <= target,
+            "memory": None if not before_mb else row[f"{name}_mb"] <= MEMORY_FACTOR * before_mb + 0.1,
+        }
+    return result
+
+
+COLUMNS = (f"{'op':<20} {'x shape':<18} {'dtype':<7} {'torch ms':>8} {'ref ms':>8} {'ref':>7} {'given ms':>8} "
+           f"{'given':>7} {'target':>7} {'limit':>12} {'ref MB':>15} {'given MB':>15}")
+
+
+def format_row(row, baseline: dict) -> str:
+    before = baseline.get(_key(row), {})
+    marks = verdicts(row, baseline)
+
+    def ratio(name):
+        if f"{name}_ratio" not in row:
+            return f"{'-':>8} {row.get(name + '_note', '-')[:7]:>7}"
+        miss = "!" if marks[name]["time"] is False else " "
+        return f"{row[name + '_ms']:8.2f} {row[name + '_ratio']:5.2f}x{miss}"
+
+    def memory(name):
+        if f"{name}_mb" not in row:
+            return f"{'-':>15}"
+        was = before.get(f"{name}_mb")
+        if not was:
+            return f"{row[name + '_mb']:8.1f}{'':>7}"
+        miss = "!" if marks[name]["memory"] is False else " "
+        return f"{row[name + '_mb']:8.1f} {row[name + '_mb'] / was:4.1f}x{miss}"
+
+    target = target_of(row, baseline, "ref")[1] if row["dtype"] == "float32" else "base" if before else "-"
+    kind = "copy" if row["op"].startswith("max pool") else "gemm"
+    limit = f"{kind} {row['limit_ratio']:.2f}x" if "limit_ratio" in row else "-"
+    star = "*" if row.get("loaded") else " "
+    shape = str(tuple(row["shape"]))
+    return (f"{row['op']:<20} {shape:<18} {row['dtype']:<7} {row['torch_ms']:8.2f}{star}{ratio('ref')} "
+            f"{ratio('given')} {target:>7} {limit:>12} {memory('ref')} {memory('given')}")
+
+
+def load_baseline(path: Path | None) -> dict:
+    if path is None or not path.is_file():
+        return {}
+    return {_key(row): row for row in json.loads(path.read_text())["rows"]}
+
+
+def compare(rows, old_path: Path) -> None:
+    old = load_baseline(old_path)
+    print(f"\ncompared with {old_path} (ratios ours / torch; MB peak):")
+    for row in rows:
+        was = old.get(_key(row))
+        if not was:
+            continue
+        parts = []
+        for name in IMPLEMENTATIONS:
+            if f"{name}_ratio" in row and f"{name}_ratio" in was:
+                parts.append(f"{name} {was[name + '_ratio']:.2f}x -> {row[name + '_ratio']:.2f}x, "
+                             f"{was[name + '_mb']:.1f} -> {row[name + '_mb']:.1f} MB")
+        if parts:
+            print(f"  {row['op']:<20} {str(tuple(row['shape'])):<18} {row['dtype']:<7} " + ";  ".join(parts))
+
+
+def load_layers(repo: Path):
+    """(Layers, notes): the references of 05 and 06 in `repo` and its student package's given layers."""
     from grader.course import Course
     from grader.reference import reference
+    from workbook import layers as given
 
-    course = Course.at(REPO)
-    ref = reference("05_im2col", course)
-    dilated, note = None, None
+    course = Course.at(repo)
+    notes = []
+    ref05 = reference("05_im2col", course)
+    ref06 = None
     candidates = [a for a in course.assignments() if a.startswith("06_")]
     if not candidates:
-        note = "dilated convolution: not available yet (no 06_* assignment in solutions/)"
+        notes.append("dilated convolution (ref): not available (no 06_* assignment in solutions/)")
     else:
         try:
-            dilated = reference(candidates[0], course)
-            if not all(hasattr(dilated, f) for f in ("conv_forward_dilated", "conv_backward_dilated")):
-                note = (f"dilated convolution: not available yet ({candidates[0]} defines no "
-                        f"conv_forward_dilated / conv_backward_dilated)")
-                dilated = None
+            ref06 = reference(candidates[0], course)
+            if not all(hasattr(ref06, f) for f in ("conv_forward_dilated", "conv_backward_dilated")):
+                notes.append(f"dilated convolution (ref): {candidates[0]} defines no conv_*_dilated")
+                ref06 = None
         except Exception as err:   # a notebook in progress must not stop the rest of the benchmark
-            note = f"dilated convolution: not available yet ({candidates[0]} did not load: {err})"
-            dilated = None
-    return ref, dilated, note
+            notes.append(f"dilated convolution (ref): {candidates[0]} did not load: {err}")
+    return Layers(ref05, ref06, given), notes
+
+
+def _commit(repo: Path) -> str:
+    try:
+        return subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement, best kept (default 5)")
-    parser.add_argument("--quick", action="store_true", help="only the first layer (the one the targets are on)")
+    parser.add_argument("--repeat", type=int, default=9, help="timed calls per layer and row, median kept (default 9)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: the first layer, float32, 3 calls")
+    parser.add_argument("--ops", help="comma-separated subset of: " + ", ".join(OPS))
+    parser.add_argument("--json", type=Path, help="also write every row, with the run's settings, to this file")
+    parser.add_argument("--compare", type=Path, help="a --json file of an earlier run to compare the ratios with")
+    parser.add_argument("--baseline", type=Path, default=BASELINE,
+                        help="the run the float64 and memory targets refer to (default bench/baseline.json)")
+    parser.add_argument("--load-limit", type=float, default=0.3,
+                        help="cores kept busy by other processes from which a row counts as measured under load "
+                             "(default 0.3; the start's 1-minute load average is compared with it too)")
+    parser.add_argument("--repo", type=Path, default=HERE.parent,
+                        help="the repository whose layers are timed (default: this one)")
+    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="before a row (and before repeating one that met a busy machine), wait up to this long "
+                             "for other processes to keep fewer than --load-limit cores busy (default 0: do not wait)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="one thread each, timed by the process's CPU time instead of the wall clock: ratios that "
+                             "hold up on a busy machine, though not the 2-thread targets")
     args = parser.parse_args(argv)
+    global CLOCK, WAIT
+    WAIT = args.wait
+    if args.cpu_time:
+        CLOCK = time.process_time
 
+    repo = args.repo.resolve()
+    sys.path.insert(0, str(repo))
     try:
         import torch
     except ImportError:
@@ -234,45 +529,87 @@ def main(argv=None) -> int:
     # After torch is imported, so that the cap reaches its OpenMP runtime as well: capped only through the
     # environment, numpy's 2-thread BLAS ran several times slower once torch had run a parallel region.
     limiter, blas = _limit_numpy_threads()
+    layers, notes = load_layers(repo)
+    baseline = {} if args.baseline is None else load_baseline(args.baseline)
+    ops = OPS if not args.ops else [op.strip() for op in args.ops.split(",")]
+    unknown = [op for op in ops if op not in OPS]
+    if unknown:
+        parser.error(f"unknown ops {unknown}; choose from {OPS}")
+    shapes = LAYERS[:1] if args.quick else LAYERS
+    dtypes = (np.float32,) if args.quick else (np.float32, np.float64)
+    rounds = 3 if args.quick else args.repeat
 
-    print(f"numpy {np.__version__} ({blas}); torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    load = load_average()
+    cores = os.cpu_count() or 1
+    print(f"numpy {np.__version__}, BLAS: {blas}; torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    print(f"layers of {repo} (commit {_commit(repo)}); baseline: "
+          f"{args.baseline if baseline else 'none (float64 and memory targets not checked)'}")
     for variable in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if variable in os.environ:
             print(f"note: {variable}={os.environ[variable]} is set; it can select a slower OpenBLAS kernel "
                   f"(make bench unsets it)")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    cores = os.cpu_count() or 1
     print(f"load average {load:.2f} on {cores} cores" + (
-        ": other processes are busy, and 2-thread timings suffer from it; ratios are more reliable than "
-        "times, and a quiet machine gives the fairest numbers" if load >= 0.5 * cores else ""))
-    ref, dilated, note = load_references()
-    if note:
+        f": WARNING, at or above {args.load_limit:g}: other processes are busy and 2-thread timings suffer from "
+        f"it; rows measured under load are measured again with more calls and get a '*'. A quiet machine gives the "
+        f"fairest numbers"
+        if load >= args.load_limit else ""))
+    for note in notes:
         print(note)
-    print("times: best of", args.repeat, "after a warm-up; ratio = ours / torch; peak MB: tracemalloc, numpy "
-          "allocations during one call of ours")
+    if args.cpu_time:
+        print(f"--cpu-time: {THREADS} thread each, CPU time of the process; the targets are set for 2 threads and "
+              f"the wall clock")
+    print(f"times: median of {rounds} calls in 3 interleaved blocks after a warm-up; ref, given: ours / torch ('!' a "
+          f"missed target); limit: the layer's matrix products (gemm) or one copy of the input (copy) alone / torch; "
+          f"MB: numpy's peak allocation during one call, and its ratio to the baseline's")
     print()
+    print(COLUMNS)
+    print("-" * len(COLUMNS))
+
+    rows, problems = [], []
+
+    def on_row(row):
+        rows.append(row)
+        print(format_row(row, baseline), flush=True)
 
     started = time.perf_counter()
-    table = Table()
-    for x_shape, w_shape, pad in LAYERS[:1] if args.quick else LAYERS:
-        for dtype in (np.float32, np.float64):
-            bench_layer(table, ref, dilated, torch, x_shape, w_shape, pad, dtype, args.repeat)
-    print(f"\n{time.perf_counter() - started:.0f} s in all")
+    for x_shape, w_shape, pad in shapes:
+        for dtype in dtypes:
+            bench_shape(layers, torch, x_shape, w_shape, pad, dtype, rounds, args.load_limit, ops, problems, on_row)
+    elapsed = time.perf_counter() - started
+    end_load = load_average()
+    print(f"\n{elapsed:.0f} s in all; load average {load:.2f} at the start, {end_load:.2f} at the end; "
+          f"{sum(r['loaded'] for r in rows)} of {len(rows)} rows measured under load (*)")
 
     missed = []
-    first = LAYERS[0][0]
-    print(f"\ntargets on x {first}, float32 (ours / torch):")
-    for op, target in TARGETS.items():
-        ratio = table.ratio(op, first, np.float32)
-        verdict = "met" if ratio <= target else "MISSED"
-        aim = f", aim <= {AIMS[op]:g}x" if op in AIMS else ""
-        print(f"  {op:<18} {ratio:5.2f}x  (target <= {target:g}x{aim}): {verdict}")
-        if ratio > target:
-            missed.append(op)
-    for problem in table.problems:
+    for row in rows:
+        for name, marks in verdicts(row, baseline).items():
+            for aspect, ok in marks.items():
+                if ok is False:
+                    value = (f"{row[name + '_ratio']:.2f}x (target {target_of(row, baseline, name)[1]})"
+                             if aspect == "time" else
+                             f"{row[name + '_mb']:.1f} MB (baseline {baseline[_key(row)][name + '_mb']:.1f} MB)")
+                    missed.append(f"{row['op']} {tuple(row['shape'])} {row['dtype']} {name}: {aspect} {value}")
+    print(f"targets: every float32 row <= {TARGET:g}x torch, conv forward/backward on x {LAYERS[0][0]} <= "
+          f"{HEADLINE_TARGET:g}x; float64 rows <= the baseline's ratio (+{FLOAT64_SLACK - 1:.0%}); peak memory <= "
+          f"{MEMORY_FACTOR:g}x the baseline's")
+    print(f"  {len(missed)} missed" + (":" if missed else ""))
+    for line in missed:
+        print(f"  - {line}")
+    for problem in problems:
         print(f"problem: {problem}")
+    if args.compare:
+        compare(rows, args.compare)
+    if args.json:
+        meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "repo": str(repo),
+                "commit": _commit(repo), "numpy": np.__version__, "torch": torch.__version__, "blas": blas,
+                "threads": THREADS, "clock": CLOCK.__name__, "cores": cores, "load_start": load, "load_end": end_load,
+                "rounds": rounds,
+                "seconds": elapsed}
+        args.json.write_text(json.dumps({"meta": meta, "rows": rows, "missed": missed, "problems": problems},
+                                        indent=1) + "\n")
+        print(f"wrote {args.json}")
     del limiter
-    return 1 if table.problems or (missed and args.strict) else 0
+    return 1 if problems or (missed and args.strict) else 0
 
 
 if __name__ == "__main__":

@@ -18,9 +18,14 @@ CONV_SHAPES = [  # (N, C, H, W, F, HH, WW, stride, pad, dilation)
     (3, 1, 12, 13, 2, 5, 4, 1, 1, 1),
     (2, 4, 5, 6, 3, 1, 1, 1, 0, 1),
     (1, 2, 11, 11, 2, 3, 3, 2, 1, 3),
+    (2, 70, 6, 7, 3, 3, 3, 1, 1, 1),      # enough channels for one stack per filter row
+    (1, 3, 5, 5, 2, 3, 3, 1, 3, 1),       # more padding than the filter: dx crops dout
+    (2, 5, 10, 10, 2, 3, 3, 3, 2, 2),     # stride 3 and dilation 2
+    (2, 66, 7, 8, 2, 3, 2, 1, 3, 2),      # many channels, non-square filter, dilation 2
 ]
 POOL_SHAPES = [  # (N, C, H, W, pool_height, pool_width, stride)
     (2, 3, 8, 8, 2, 2, 2), (1, 2, 7, 7, 3, 3, 2), (2, 1, 6, 5, 3, 3, 1), (1, 1, 4, 6, 2, 3, 1), (2, 2, 6, 6, 3, 3, 3),
+    (2, 2, 7, 7, 2, 2, 5),   # windows apart: pixels in no window get no gradient
 ]
 TOLERANCE = {np.float64: 1e-10, np.float32: 2e-5}
 
@@ -64,9 +69,32 @@ def test_conv_in_many_bands_matches_one_band(monkeypatch):
         np.testing.assert_allclose(g1, g, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("settings", [{"BAND_BYTES": 1}, {"BAND_BYTES": 3000}, {"MIN_TERMS": 1},
+                                      {"MIN_TERMS": 10 ** 6}, {"MIN_TERMS": 1, "BAND_BYTES": 1}],
+                         ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=lambda s: "x{}x{}x{}x{} w{}x{}x{} s{} p{} d{}".format(*s))
+def test_conv_gives_the_same_numbers_however_the_work_is_cut(monkeypatch, shape, settings):
+    """Bands of one row, a stack per filter row or one for all of them: the same sums in another order."""
+    N, C, H, W, F, HH, WW, stride, pad, dilation = shape
+    rng = np.random.default_rng(sum(shape))
+    x, w, b = (rng.standard_normal(s) for s in [(N, C, H, W), (F, C, HH, WW), (F,)])
+    param = {"stride": stride, "pad": pad, "dilation": dilation}
+    out, cache = layers.conv_forward(x, w, b, param)
+    dout = rng.standard_normal(out.shape)
+    grads = layers.conv_backward(dout, cache)
+    for name, value in settings.items():
+        monkeypatch.setattr(layers, name, value)
+    out1, cache1 = layers.conv_forward(x, w, b, param)
+    np.testing.assert_allclose(out1, out, rtol=1e-12, atol=1e-12)
+    for g1, g in zip(layers.conv_backward(dout, cache1), grads):
+        np.testing.assert_allclose(g1, g, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("chunk", [1, 1 << 20])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape", POOL_SHAPES, ids=lambda s: "x{}x{}x{}x{} {}x{} s{}".format(*s))
-def test_pooling_matches_torch(torch, shape, dtype):
+def test_pooling_matches_torch(torch, monkeypatch, shape, dtype, chunk):
+    monkeypatch.setattr(layers, "POOL_CHUNK_BYTES", chunk)     # one depth slice at a time, or many
     N, C, H, W, ph, pw, stride = shape
     rng = np.random.default_rng(sum(shape))
     x = rng.standard_normal((N, C, H, W)).astype(dtype)

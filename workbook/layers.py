@@ -8,10 +8,18 @@ on NCHW arrays. A float32 input gives float32 outputs and gradients.
     >>> from workbook.layers import conv_forward, relu_forward, max_pool_forward
     >>> out, cache = conv_forward(x, w, b, {"stride": 1, "pad": 1})
 
-These are not the exercises' solutions: they are written differently (strided window views of the input
-and one matrix product per band of output rows, the max-pooling switches kept in the cache) and the grader
-forbids importing a given layer in the notebook where that layer is the exercise. The test suite checks
-every layer against PyTorch, forward and backward, in float32 and float64.
+These are not the exercises' solutions: they are written differently and the grader forbids importing a given
+layer in the notebook where that layer is the exercise. The convolutions copy the input for a band of output rows
+of a few images at a time (a few hundred kB, which stay in the processor's cache) and multiply the copies with the
+filters; at stride 1 they compute every output row on the padded width, so that the filter rows after the first
+read the same copy shifted by whole rows instead of copies of their own. The data gradient at stride 1 is itself a
+correlation, of dout with the flipped filters. Max pooling keeps the switches (the position of each window's
+maximum) in the cache. The test suite checks every layer against PyTorch, forward and backward, in float32 and
+float64.
+
+Some outputs are views: a stride-1 convolution returns its output on the padded width with the extra columns
+hidden, ``out = buffer[..., :W_out]`` (as numpy returns views from slicing); every value is the layer's, and
+``np.ascontiguousarray(out)`` gives a compact copy when one is needed.
 
 Windows that do not fit raise ``ValueError`` with the computed size, in every layer: an output size of
 (H + 2P - F_eff) / S + 1 that is not a whole number, or filters larger than the padded input, is an error,
@@ -20,7 +28,7 @@ never rounded down.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 __all__ = [
     "conv_forward", "conv_backward",
@@ -31,8 +39,13 @@ __all__ = [
     "affine_forward", "affine_backward",
 ]
 
-#: Bytes of window copies one matrix product works on at a time (a band of output rows of one image).
+#: Bytes of input copies that one band of a convolution works on (a few output rows of one image, or a few images).
 BAND_BYTES = 4 << 20
+#: At stride 1 the taps of one filter row are stacked into one matrix product; when a filter row sums fewer
+#: terms than this (few channels, as in a first layer on RGB images), the taps of all filter rows are.
+MIN_TERMS = 64
+#: Bytes of each slice of the batch that the max-pooling layers work through at a time.
+POOL_CHUNK_BYTES = 1 << 20
 
 
 def _fit(size: int, window: int, stride: int, pad: int, what: str) -> int:
@@ -62,18 +75,143 @@ def _windows(x_pad: np.ndarray, kh: int, kw: int, stride: int, dilation: int = 1
     return view[:, :, ::stride, ::stride, ::dilation, ::dilation]
 
 
-def _padded(x: np.ndarray, pad: int) -> np.ndarray:
-    """x with ``pad`` zeros around both spatial axes (x itself when pad is 0)."""
-    return np.pad(x, [(0, 0), (0, 0), (pad, pad), (pad, pad)]) if pad else x
-
-
-def _band_rows(row_bytes: int) -> int:
-    return max(1, BAND_BYTES // max(1, row_bytes))
+def _valid(start: int, step: int, count: int, size: int) -> tuple[int, int]:
+    """The range [lo, hi) of the s in [0, count) with 0 <= start + s * step < size."""
+    lo = min(count, max(0, -(start // step)))
+    return lo, max(lo, min(count, (size - 1 - start) // step + 1))
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Convolution (cross-correlation), with stride, zero-padding and dilation
 # ---------------------------------------------------------------------------------------------------------------
+
+class _Bands:
+    """The input values a correlation reads, copied for one band of output rows of a few images at a time.
+
+    For ``x_pad``, ``x`` with ``pad_h`` rows and ``pad_w`` columns of zeros on each side (a negative pad crops),
+    output ``(i, j)`` reads ``x_pad[n, c, i*S + u*d, j*S + v*d]`` at tap ``(u, v)``. Iterating gives, per band,
+    one matrix per group of filter rows, rows ``(c, u, v)`` of the group (the order of ``w[f].ravel()``), columns
+    the band's outputs ``(i, j)``, image by image.
+
+    At stride 1 the outputs are computed on the padded ``width`` W + 2 pad_w, the last d (WW - 1) of each row
+    being no outputs: the values one tap reads for a band are then one contiguous run of the flattened x_pad, and
+    the rows of the band for filter row u + 1 are those for filter row u shifted by d whole rows. So the taps of one
+    filter row are copied once into a stack, and every filter row multiplies a shifted view of it (the stack holds
+    the taps of all filter rows when one row sums fewer than MIN_TERMS terms). At larger strides every tap is
+    copied, on the output's own width. With ``ones_row`` the first matrix has a last row of ones, for the biases.
+    """
+
+    def __init__(self, x, HH, WW, stride, pad_h, pad_w, dilation, dtype, ones_row=False):
+        N, C, H, W = x.shape
+        S, d = stride, dilation
+        self.H_out = (H + 2 * pad_h - d * (HH - 1) - 1) // S + 1
+        self.W_out = (W + 2 * pad_w - d * (WW - 1) - 1) // S + 1
+        self.N, self.C, self.HH, self.WW, self.S, self.d = N, C, HH, WW, S, d
+        self.x, self.pad_h, self.pad_w = x, pad_h, pad_w
+        if S == 1:
+            self.width = W + 2 * pad_w
+            self.group = HH if C * WW < MIN_TERMS else 1
+            self.extra = (HH - self.group) * d          # rows that the later filter rows read below a band
+            if self.group > 1:
+                # Few channels: x_pad, flattened, with one more row of zeros (so that the last window row may run
+                # past the padded width), from which all the taps of a band are copied at once
+                padded = np.zeros((N, C, H + 2 * pad_h + 1, self.width), dtype=dtype)
+                r0, r1 = _valid(-pad_h, 1, padded.shape[2], H)
+                c0, c1 = _valid(-pad_w, 1, self.width, W)
+                padded[:, :, r0:r1, c0:c1] = x[:, :, r0 - pad_h:r1 - pad_h, c0 - pad_w:c1 - pad_w]
+                self.source = padded.reshape(N, C, -1)
+        else:
+            self.width, self.group, self.extra = self.W_out, HH, 0
+            self.source = np.pad(x.astype(dtype, copy=False), [(0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)])
+        self.K = self.group * WW * C
+        self.starts = range(0, HH, self.group)
+        row_bytes = self.K * self.width * np.dtype(dtype).itemsize
+        # at least twice as many rows as the later filter rows read below the band, so that the copies of
+        # those rows cost at most half of the band's own
+        self.rows = min(self.H_out, max(1, 2 * self.extra, BAND_BYTES // row_bytes - self.extra))
+        whole = row_bytes * (self.H_out + self.extra)
+        self.images = max(1, min(N, BAND_BYTES // whole)) if self.rows == self.H_out else 1
+        self.ones = int(ones_row)
+        # zeros: where a tap reads the padding, the stack keeps the zeros it starts with
+        self.stack = np.zeros((self.images, self.K + self.ones, (self.rows + self.extra) * self.width), dtype=dtype)
+        if ones_row:
+            self.stack[:, -1] = 1
+
+    def weights(self, w, b=None, dtype=None):
+        """w as one (F, K) matrix per group of filter rows, columns in the stack's order (c, u, v); with b, the
+        first one has b as its last column (for the row of ones)."""
+        F, g = w.shape[0], self.group
+        mats = [np.ascontiguousarray(w[:, :, u0:u0 + g].reshape(F, self.K), dtype=dtype) for u0 in self.starts]
+        if b is not None:
+            mats[0] = np.concatenate([mats[0], b.reshape(F, 1).astype(dtype, copy=False)], axis=1)
+        return mats
+
+    def __iter__(self):
+        """(n, k, top, r, matrices): images n .. n+k-1, output rows top .. top+r-1, and per group of filter rows
+        a matrix of shape (k, K, r * width), rows (c, u, v) (K + 1 rows for the first one with ones_row)."""
+        S, d, C, WW, width = self.S, self.d, self.C, self.WW, self.width
+        for n in range(0, self.N, self.images):
+            k = min(self.images, self.N - n)
+            stack = self.stack[:k]
+            for top in range(0, self.H_out, self.rows):
+                r = min(self.rows, self.H_out - top)
+                if S == 1 and self.group == 1:
+                    self._fill(stack, n, k, top, r + self.extra)
+                elif S == 1:
+                    # tap (u, v) of the band: the run of `length` values that starts u d rows and v d columns
+                    # after the band's first value; all taps at once as a read-only strided view
+                    length = (r + self.extra) * width
+                    band = self.source[n:n + k, :, top * width:]
+                    step = band.strides[2]
+                    runs = as_strided(band, shape=(k, C, self.group, WW, length), writeable=False,
+                                      strides=band.strides[:2] + (d * width * step, d * step, step))
+                    stack[:, :self.K, :length].reshape(k, C, self.group, WW, length)[...] = runs
+                else:
+                    rows = slice(top * S, (top + r - 1) * S + self.d * (self.HH - 1) + 1)
+                    windows = _windows(self.source[n:n + k, :, rows], self.HH, WW, S, d)   # (k, C, r, W', HH, WW)
+                    stack[:, :self.K, :r * width].reshape(k, C, self.HH, WW, r, width)[...] = \
+                        windows.transpose(0, 1, 4, 5, 2, 3)
+                span = r * width
+                yield n, k, top, r, [stack[:, :self.K + (self.ones if i == 0 else 0),
+                                           u0 * d * width:u0 * d * width + span]
+                                     for i, u0 in enumerate(self.starts)]
+
+    def _fill(self, stack, n, k, top, count):
+        """Stride 1, one filter row per stack: row (c, v) of the band's stack, as `count` rows of `width`, is
+        x_pad[n, c, top:top + count, v d:v d + width], copied from x (where it reads the padding, zeros)."""
+        H, W, d, width = self.x.shape[2], self.x.shape[3], self.d, self.width
+        planes = stack[:, :self.K].reshape(k, self.C, self.WW, -1)
+        first = top - self.pad_h                                  # the row of x that stack row 0 reads
+        lo, hi = _valid(first, 1, count, H)
+        for v in range(self.WW):
+            left = v * d - self.pad_w                             # the column of x that stack column 0 reads
+            ql, qh = _valid(left, 1, width, W)
+            plane = planes[:, :, v, :count * width].reshape(k, self.C, count, width)
+            plane[:, :, :lo] = 0
+            plane[:, :, hi:] = 0
+            plane[:, :, lo:hi, ql:qh] = self.x[n:n + k, :, first + lo:first + hi, left + ql:left + qh]
+
+
+def _correlate(x, w, b, stride, pad_h, pad_w, dilation, dtype):
+    """out[n, f, i, j] = b[f] + sum_{c,u,v} w[f, c, u, v] x_pad[n, c, i*S + u*d, j*S + v*d] (b may be None)."""
+    F = w.shape[0]
+    bands = _Bands(x, w.shape[2], w.shape[3], stride, pad_h, pad_w, dilation, dtype, ones_row=b is not None)
+    weights = bands.weights(w, b, dtype)
+    out = np.empty((x.shape[0], F, bands.H_out, bands.width), dtype=dtype)
+    partial = np.empty((bands.images, F, bands.rows * bands.width), dtype=dtype) if len(weights) > 1 else None
+    for n, k, top, r, matrices in bands:
+        target = out[n:n + k, :, top:top + r].reshape(k, F, r * bands.width)
+        np.matmul(weights[0], matrices[0], out=target)
+        for weight, matrix in zip(weights[1:], matrices[1:]):
+            product = partial[:k, :, :r * bands.width]
+            np.matmul(weight, matrix, out=product)
+            target += product
+    return out[..., :bands.W_out] if bands.width != bands.W_out else out
+
+
+def _conv_param(conv_param):
+    return conv_param["stride"], conv_param["pad"], conv_param.get("dilation", 1)
+
 
 def conv_forward(x, w, b, conv_param):
     """
@@ -97,26 +235,20 @@ def conv_forward(x, w, b, conv_param):
     Raises:
     - ValueError if the filters do not fit the padded input exactly
     """
-    stride, pad, dilation = conv_param["stride"], conv_param["pad"], conv_param.get("dilation", 1)
+    stride, pad, dilation = _conv_param(conv_param)
     N, C, H, W = x.shape
     F, C_w, HH, WW = w.shape
     if C_w != C:
         raise ValueError(f"conv_forward: x has {C} channels but the filters have {C_w}")
-    H_out = _fit(H, dilation * (HH - 1) + 1, stride, pad, "conv_forward (height)")
-    W_out = _fit(W, dilation * (WW - 1) + 1, stride, pad, "conv_forward (width)")
+    _fit(H, dilation * (HH - 1) + 1, stride, pad, "conv_forward (height)")
+    _fit(W, dilation * (WW - 1) + 1, stride, pad, "conv_forward (width)")
     dtype = np.result_type(x, w, b)
-    x_pad = _padded(x, pad)
-    filters = w.reshape(F, -1).T.astype(dtype, copy=False)                  # (C*HH*WW, F)
-    out = np.empty((N, H_out, W_out, F), dtype=dtype)
-    rows = _band_rows(W_out * C * HH * WW * dtype.itemsize)
-    for n in range(N):
-        windows = _windows(x_pad[n:n + 1], HH, WW, stride, dilation)[0]     # (C, H', W', HH, WW)
-        for top in range(0, H_out, rows):
-            band = windows[:, top:top + rows].transpose(1, 2, 0, 3, 4)        # (rows, W', C, HH, WW)
-            k = band.shape[0]
-            np.matmul(band.reshape(k * W_out, -1), filters, out=out[n, top:top + k].reshape(k * W_out, F))
-    out += b.astype(dtype, copy=False)
-    return out.transpose(0, 3, 1, 2), (x, w, b, conv_param)
+    if HH == WW == stride == 1 and pad == 0:
+        # 1x1 filters: each image's pixels, (C, H * W), times the filter matrix, without a copy
+        out = np.matmul(w.reshape(F, C).astype(dtype, copy=False), x.reshape(N, C, H * W).astype(dtype, copy=False))
+        out += b.astype(dtype, copy=False)[:, None]
+        return out.reshape(N, F, H, W), (x, w, b, conv_param)
+    return _correlate(x, w, b, stride, pad, pad, dilation, dtype), (x, w, b, conv_param)
 
 
 def conv_backward(dout, cache):
@@ -133,42 +265,88 @@ def conv_backward(dout, cache):
     - db: Gradient with respect to b, of shape (F,)
     """
     x, w, b, conv_param = cache
-    stride, pad, dilation = conv_param["stride"], conv_param["pad"], conv_param.get("dilation", 1)
+    stride, pad, d = _conv_param(conv_param)
     N, C, H, W = x.shape
-    F, HH, WW = w.shape[0], w.shape[2], w.shape[3]
+    F, _, HH, WW = w.shape
     H_out, W_out = dout.shape[2:]
     dtype = np.result_type(x, w, dout)
-    x_pad = _padded(x, pad)
-    filters = w.reshape(F, -1).astype(dtype, copy=False)                    # (F, C*HH*WW)
-    grads = np.ascontiguousarray(dout.transpose(0, 2, 3, 1), dtype=dtype)  # (N, H', W', F)
-    dw = np.zeros((F, C * HH * WW), dtype=dtype)
-    dx_pad = np.zeros(x_pad.shape, dtype=dtype)
-    rows = _band_rows(W_out * C * HH * WW * dtype.itemsize)
-    for n in range(N):
-        windows = _windows(x_pad[n:n + 1], HH, WW, stride, dilation)[0]
-        for top in range(0, H_out, rows):
-            band = windows[:, top:top + rows].transpose(1, 2, 0, 3, 4)
-            k = band.shape[0]
-            g = grads[n, top:top + k].reshape(k * W_out, F)
-            dw += g.T @ band.reshape(k * W_out, -1)
-            # Each window's share of dx, laid out like the window: (rows, W', C, HH, WW). Adding it back
-            # tap by tap touches every pixel of one tap's strided slice once, so += on a slice is exact.
-            shares = (g @ filters).reshape(k, W_out, C, HH, WW)
+    db = dout.sum(axis=(0, 2, 3), dtype=dtype)
+    dw = _filter_gradient(x, dout, w.shape, stride, pad, d, dtype)
+    if stride == 1 and C >= F:
+        # dx[n, c, h, q] = sum_{f,u,v} w[f, c, u, v] dout[n, f, h + P - ud, q + P - vd]: a correlation of dout,
+        # padded by d(HH - 1) - P, with the filters flipped and their two channel axes swapped. (With fewer
+        # channels than filters its products would have only C rows; adding the shares back is cheaper then.)
+        flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        dx = _correlate(dout, flipped, None, 1, d * (HH - 1) - pad, d * (WW - 1) - pad, d, dtype)
+    else:
+        dx = _scatter(dout, w, x.shape, stride, pad, d, dtype)
+    return dx, dw, db
+
+
+def _filter_gradient(x, dout, w_shape, stride, pad, d, dtype):
+    """dw[f, c, u, v] = sum_{n,i,j} dout[n, f, i, j] x_pad[n, c, iS + ud, jS + vd], band by band."""
+    F, C, HH, WW = w_shape
+    W_out = dout.shape[3]
+    bands = _Bands(x, HH, WW, stride, pad, pad, d, dtype)
+    width = bands.width
+    parts = np.zeros((len(bands.starts), bands.K, F), dtype=dtype)
+    grads = np.zeros((bands.images, F, bands.rows, width), dtype=dtype)      # dout on the band's width
+    for n, k, top, r, matrices in bands:
+        g = grads[:k, :, :r]
+        g[..., :W_out] = dout[n:n + k, :, top:top + r]                      # the other columns stay 0
+        g = g.reshape(k, F, r * width).transpose(0, 2, 1)
+        for part, matrix in zip(parts, matrices):
+            part += np.matmul(matrix, g).sum(axis=0)                         # (K, F): the long sum inside
+    rows = len(bands.starts) * bands.group
+    dw = parts.reshape(len(bands.starts), C, bands.group, WW, F).transpose(4, 1, 0, 2, 3).reshape(F, C, rows, WW)
+    return np.ascontiguousarray(dw[:, :, :HH])
+
+
+def _scatter(dout, w, x_shape, stride, pad, d, dtype):
+    """dx at any stride: each window's share, dout times the filters, added back tap by tap (as col2im does), for
+    a band of output rows of a few images at a time."""
+    N, C, H, W = x_shape
+    F, _, HH, WW = w.shape
+    H_out, W_out = dout.shape[2:]
+    w_taps = w.transpose(2, 3, 1, 0).reshape(HH * WW * C, F).astype(dtype, copy=False)     # rows (u, v, c)
+    dx_pad = np.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=dtype)
+    row_bytes = HH * WW * C * W_out * np.dtype(dtype).itemsize
+    rows = max(1, min(H_out, BAND_BYTES // row_bytes))
+    images = max(1, min(N, BAND_BYTES // (row_bytes * H_out))) if rows == H_out else 1
+    for n in range(0, N, images):
+        k = min(images, N - n)
+        for first in range(0, H_out, rows):
+            count = min(rows, H_out - first)
+            grads = dout[n:n + k, :, first:first + count].reshape(k, F, count * W_out).astype(dtype, copy=False)
+            shares = np.matmul(w_taps, grads).reshape(k, HH, WW, C, count, W_out)
             for u in range(HH):
-                top_row = top * stride + u * dilation
                 for v in range(WW):
-                    left = v * dilation
-                    target = dx_pad[n, :, top_row:top_row + stride * (k - 1) + 1:stride,
-                                    left:left + stride * (W_out - 1) + 1:stride]
-                    target += shares[:, :, :, u, v].transpose(2, 0, 1)
-    dx = dx_pad[:, :, pad:pad + H, pad:pad + W] if pad else dx_pad
-    db = dout.sum(axis=(0, 2, 3)).astype(dtype, copy=False)
-    return np.ascontiguousarray(dx), dw.reshape(w.shape), db
+                    # one tap's pixels are distinct within the slice, so += on it adds each share once
+                    dx_pad[n:n + k, :, first * stride + u * d:(first + count - 1) * stride + u * d + 1:stride,
+                           v * d:(W_out - 1) * stride + v * d + 1:stride] += shares[:, u, v]
+    return np.ascontiguousarray(dx_pad[:, :, pad:pad + H, pad:pad + W])
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Pooling
 # ---------------------------------------------------------------------------------------------------------------
+
+def _taps(a, ph, pw, stride, H_out, W_out):
+    """(u * pw + v, view) for each position (u, v) in the window: view[n, c, i, j] = a[n, c, iS + u, jS + v]."""
+    for u in range(ph):
+        for v in range(pw):
+            yield u * pw + v, a[:, :, u:u + stride * (H_out - 1) + 1:stride, v:v + stride * (W_out - 1) + 1:stride]
+
+
+def _chunks(N: int, C: int, plane_bytes: int):
+    """Index pairs (images, channels) that cut an (N, C, ...) array into pieces of about POOL_CHUNK_BYTES of depth
+    slices (a piece stays in the processor's cache): a few whole images, or a few channels of one image."""
+    per = max(1, POOL_CHUNK_BYTES // max(1, plane_bytes))         # depth slices per piece
+    if per >= C:
+        images = per // C
+        return [(slice(n, n + images), slice(None)) for n in range(0, N, images)]
+    return [(slice(n, n + 1), slice(c, c + per)) for n in range(N) for c in range(0, C, per)]
+
 
 def max_pool_forward(x, pool_param):
     """
@@ -188,16 +366,20 @@ def max_pool_forward(x, pool_param):
     - ValueError if the windows do not tile the input
     """
     ph, pw, stride, H_out, W_out = _pool_geometry(x, pool_param, "max_pool_forward")
-    N, C = x.shape[:2]
-    if (ph, pw) == (stride, stride):
-        # Windows that tile the input: a reshape is a view, no window is copied twice.
-        blocks = x[:, :, :H_out * ph, :W_out * pw].reshape(N, C, H_out, ph, W_out, pw).transpose(0, 1, 2, 4, 3, 5)
-    else:
-        blocks = _windows(x, ph, pw, stride)
-    flat = blocks.reshape(N, C, H_out, W_out, ph * pw)
-    switches = flat.argmax(axis=-1)                                  # the first maximum, row-major
-    out = np.take_along_axis(flat, switches[..., None], axis=-1)[..., 0]
-    return out, (x.shape, pool_param, switches.astype(np.intp))
+    N, C, H, W = x.shape
+    out = np.empty((N, C, H_out, W_out), dtype=x.dtype)
+    switches = np.empty(out.shape, dtype=np.uint8 if ph * pw <= 256 else np.intp)
+    for piece in _chunks(N, C, H * W * x.itemsize):
+        views = list(_taps(x[piece], ph, pw, stride, H_out, W_out))
+        best, sw = out[piece], switches[piece]
+        best[...] = views[0][1]
+        for _, view in views[1:]:
+            np.maximum(best, view, out=best)
+        # the first maximum: the offsets from last to first, each one that holds the maximum overwriting
+        sw.fill(len(views) - 1)
+        for offset, view in reversed(views[:-1]):
+            np.copyto(sw, offset, where=view == best)
+    return out, (x.shape, pool_param, switches)
 
 
 def max_pool_backward(dout, cache):
@@ -213,15 +395,20 @@ def max_pool_backward(dout, cache):
       goes to the first maximum of its window, and adds up where overlapping windows share a maximum
     """
     (N, C, H, W), pool_param, switches = cache
-    pw, stride = pool_param["pool_width"], pool_param["stride"]
+    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
     _, _, H_out, W_out = dout.shape
-    u, v = np.divmod(switches, pw)
-    rows = np.arange(H_out).reshape(1, 1, H_out, 1) * stride + u
-    cols = np.arange(W_out).reshape(1, 1, 1, W_out) * stride + v
-    planes = np.arange(N * C).reshape(N, C, 1, 1)
-    flat_index = (planes * H + rows) * W + cols
-    dx = np.bincount(flat_index.ravel(), weights=dout.ravel(), minlength=N * C * H * W)
-    return dx.astype(dout.dtype, copy=False).reshape(N, C, H, W)
+    tiled = ph == pw == stride and H == H_out * stride and W == W_out * stride      # every pixel in one window
+    overlap = stride < ph or stride < pw
+    dx = (np.empty if tiled else np.zeros)((N, C, H, W), dtype=dout.dtype)
+    for piece in _chunks(N, C, H * W * dout.itemsize):
+        grads, sw = dout[piece], switches[piece]
+        for offset, view in _taps(dx[piece], ph, pw, stride, H_out, W_out):
+            routed = sw == offset
+            if overlap:      # a pixel may be the maximum of several windows: add (within one offset no pixel repeats)
+                view += np.where(routed, grads, 0)
+            else:
+                np.multiply(grads, routed, out=view)
+    return dx
 
 
 def avg_pool_forward(x, pool_param):

@@ -1,0 +1,114 @@
+"""Every layer that `make bench` times is correct on the bench's own shapes, in float32 and float64, against PyTorch.
+
+Both implementations the bench times: the reference solutions of 05_im2col and 06_1x1_and_dilated (what the hidden
+tests compare students with) and the given layers of workbook.layers (what the later notebooks train with). The
+bench checks them too before timing, loosely; these are the tests. Also here: the references' band and slice
+sizes, forced small, give the same numbers (they only change how the work is cut up).
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from grader.cases import conv_backward_cases, pool_backward_cases
+from grader.course import REPO_ROOT
+from grader.reference import reference
+from oracles import torch_conv
+from workbook import layers
+
+_spec = importlib.util.spec_from_file_location("conv_speed", REPO_ROOT / "bench" / "conv_speed.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+IDS = [f"x{'x'.join(map(str, x))}-w{'x'.join(map(str, w))}" for x, w, _ in bench.LAYERS]
+# Relative to the largest magnitude of the oracle's result
+TOLERANCE = {np.float32: 1e-4, np.float64: 1e-10}
+
+
+def _data(x_shape, w_shape, dtype):
+    rng = np.random.default_rng(sum(x_shape) + sum(w_shape))
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    return rng, x, w, b
+
+
+def _check(name, ours, theirs, dtype):
+    ours = np.asarray(ours)
+    assert ours.dtype == dtype, f"{name}: dtype {ours.dtype}"
+    assert ours.shape == theirs.shape, f"{name}: shape {ours.shape}, torch {theirs.shape}"
+    error = float(np.max(np.abs(ours.astype(np.float64) - theirs))) / max(1.0, float(np.max(np.abs(theirs))))
+    assert error < TOLERANCE[dtype], f"{name}: relative error {error:.2e}"
+
+
+def _implementations(dilation):
+    """name -> (forward, backward) of the conv layers the bench times at this dilation."""
+    if dilation == 1:
+        ref = reference("05_im2col")
+        pair = (ref.conv_forward_im2col, ref.conv_backward_im2col)
+    else:
+        ref = reference("06_1x1_and_dilated")
+        pair = (ref.conv_forward_dilated, ref.conv_backward_dilated)
+    return {"reference": pair, "given": (layers.conv_forward, layers.conv_backward)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dilation", [1, bench.DILATION])
+@pytest.mark.parametrize("layer", bench.LAYERS, ids=IDS)
+def test_conv_layers_of_the_bench_match_torch(torch, layer, dilation, dtype):
+    x_shape, w_shape, pad = layer
+    rng, x, w, b = _data(x_shape, w_shape, dtype)
+    param = {"stride": 1, "pad": pad * dilation, "dilation": dilation}
+    dout = rng.standard_normal((x_shape[0], w_shape[0], *x_shape[2:])).astype(dtype)     # 'same' padding
+    out_t, dx_t, dw_t, db_t = torch_conv(torch, x, w, b, dout, 1, pad * dilation, dilation)
+    for name, (forward, backward) in _implementations(dilation).items():
+        conv_param = dict(param) if dilation > 1 or name == "given" else {"stride": 1, "pad": pad}
+        out, cache = forward(x, w, b, conv_param)
+        _check(f"{name} forward", out, out_t, dtype)
+        for label, grad, expected in zip(("dx", "dw", "db"), backward(dout, cache), (dx_t, dw_t, db_t)):
+            _check(f"{name} backward {label}", grad, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layer", bench.LAYERS, ids=IDS)
+def test_pool_layers_of_the_bench_match_torch(torch, layer, dtype):
+    x_shape = layer[0]
+    rng, x, _, _ = _data(x_shape, (1, 1, 1, 1), dtype)
+    p = bench.POOL
+    xt = torch.tensor(x, requires_grad=True)
+    out_t = torch.nn.functional.max_pool2d(xt, (p["pool_height"], p["pool_width"]), p["stride"])
+    dout = rng.standard_normal(tuple(out_t.shape)).astype(dtype)
+    out_t.backward(torch.tensor(dout))
+    ref = reference("05_im2col")
+    for name, forward, backward in [("reference", ref.max_pool_forward_im2col, ref.max_pool_backward_im2col),
+                                    ("given", layers.max_pool_forward, layers.max_pool_backward)]:
+        out, cache = forward(x, dict(p))
+        _check(f"{name} forward", out, out_t.detach().numpy(), dtype)
+        _check(f"{name} backward", backward(dout, cache), xt.grad.numpy(), dtype)
+
+
+def test_the_dilated_references_in_many_bands_give_the_same_numbers():
+    """06's tap loops work in bands of about 256 K values; one-row bands (and one image each) give the same result."""
+    ref = reference("06_1x1_and_dilated")
+    forward = ref.mutant("conv_forward_dilated", "(256 << 10)", "1")
+    backward = ref.mutant("conv_backward_dilated", "(256 << 10)", "1")
+    for case in conv_backward_cases(seed=105, dilation=True):
+        dout, x, w, b, conv_param = case.args
+        np.testing.assert_allclose(forward(x, w, b, dict(conv_param))[0],
+                                   ref.conv_forward_dilated(x, w, b, dict(conv_param))[0], rtol=1e-12, atol=1e-12)
+        for got, want in zip(backward(dout, (x, w, b, dict(conv_param))),
+                             ref.conv_backward_dilated(dout, (x, w, b, dict(conv_param)))):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=case.label)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_the_pooling_backward_reference_in_small_slices_gives_the_same_numbers(ties):
+    """05's max_pool_backward_im2col works through slices of the batch; one-plane slices give the same result."""
+    ref = reference("05_im2col")
+    backward = ref.mutant("max_pool_backward_im2col", "(256 << 10)", "1")
+    for case in pool_backward_cases(seed=106, ties=ties):
+        dout, x, p = case.args
+        np.testing.assert_array_equal(backward(dout, (x, dict(p))), ref.max_pool_backward_im2col(dout, (x, dict(p))),
+                                      err_msg=case.label)
