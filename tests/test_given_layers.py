@@ -157,3 +157,32 @@ def test_global_pool_relu_and_affine_match_torch(torch):
 def test_windows_that_do_not_fit_raise_with_the_computed_size(call):
     with pytest.raises(ValueError, match=r"= \d+\.\d+ positions, not a whole number|larger than the input"):
         call()
+
+
+def _owns_its_memory(a: np.ndarray) -> bool:
+    """A C-contiguous array whose buffer is exactly its own size (not a view into a larger one)."""
+    base = a
+    while isinstance(base.base, np.ndarray):
+        base = base.base
+    return a.flags.c_contiguous and base.nbytes == a.nbytes
+
+
+@pytest.mark.parametrize("shape", CONV_SHAPES + [(2, 3, 16, 16, 4, 7, 7, 1, 3, 1), (2, 8, 14, 14, 4, 3, 3, 1, 1, 1)],
+                         ids=lambda s: "x{}x{}x{}x{} w{}x{}x{} s{} p{} d{}".format(*s))
+def test_every_result_is_a_compact_array_of_its_own_size(shape):
+    """What a layer returns costs what its shape says: 08_vgg_memory measures a forward pass against that count, and
+    a view that keeps a padded buffer alive (the products run over the padded width) would hold more."""
+    N, C, H, W, F, HH, WW, stride, pad, dilation = shape
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((F, C, HH, WW)).astype(np.float32)
+    out, cache = layers.conv_forward(x, w, np.zeros(F, np.float32),
+                                     {"stride": stride, "pad": pad, "dilation": dilation})
+    results = {"out": out} | dict(zip(("dx", "dw", "db"), layers.conv_backward(np.ones_like(out), cache)))
+    for pool in (layers.max_pool_forward, layers.avg_pool_forward):
+        pooled, pool_cache = pool(x, {"pool_height": 2, "pool_width": 2, "stride": 2 if H % 2 == W % 2 == 0 else 1})
+        backward = layers.max_pool_backward if pool is layers.max_pool_forward else layers.avg_pool_backward
+        results[pool.__name__] = pooled
+        results[backward.__name__] = backward(np.ones_like(pooled), pool_cache)
+    for name, value in results.items():
+        assert _owns_its_memory(value), f"{name} of {shape}: shape {value.shape}, a view of a larger buffer"

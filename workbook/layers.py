@@ -197,16 +197,26 @@ def _correlate(x, w, b, stride, pad_h, pad_w, dilation, dtype):
     F = w.shape[0]
     bands = _Bands(x, w.shape[2], w.shape[3], stride, pad_h, pad_w, dilation, dtype, ones_row=b is not None)
     weights = bands.weights(w, b, dtype)
-    out = np.empty((x.shape[0], F, bands.H_out, bands.width), dtype=dtype)
+    # The products run over the padded width when the bands read the pixels in place; then each band's rows are
+    # cut to the output's width while still in cache, so the result is a compact array of exactly its own size
+    # (what a layer's output costs in memory is what 08_vgg_memory counts).
+    cut = bands.width != bands.W_out
+    out = np.empty((x.shape[0], F, bands.H_out, bands.W_out), dtype=dtype)
+    scratch = np.empty((bands.images, F, bands.rows * bands.width), dtype=dtype) if cut else None
     partial = np.empty((bands.images, F, bands.rows * bands.width), dtype=dtype) if len(weights) > 1 else None
     for n, k, top, r, matrices in bands:
-        target = out[n:n + k, :, top:top + r].reshape(k, F, r * bands.width)
+        if cut:
+            target = scratch[:k, :, :r * bands.width]
+        else:
+            target = out[n:n + k, :, top:top + r].reshape(k, F, r * bands.W_out)
         np.matmul(weights[0], matrices[0], out=target)
         for weight, matrix in zip(weights[1:], matrices[1:]):
             product = partial[:k, :, :r * bands.width]
             np.matmul(weight, matrix, out=product)
             target += product
-    return out[..., :bands.W_out] if bands.width != bands.W_out else out
+        if cut:
+            out[n:n + k, :, top:top + r] = target.reshape(k, F, r, bands.width)[..., :bands.W_out]
+    return out
 
 
 def _conv_param(conv_param):
