@@ -102,8 +102,9 @@ def student_env(tmp_path_factory):
     shutil.copytree(bundle.folder, folder)     # where the student unpacked it
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                           "-r", "requirements.txt"], cwd=folder, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                           "--disable-pip-version-check", "-r", "requirements.txt"],
+                          cwd=folder, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return folder, venv / "bin" / "python"
 
