@@ -47,8 +47,11 @@ def exercises(nb) -> list[Exercise]:
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             text = cell.source
-            summaries = [s.strip() for s in _SUMMARY.findall(text)]
-            if summaries and found and not _HEADING.search(text):
+            # Hint blocks above the cell's first heading belong to the exercise before (a cell may hold an
+            # exercise's hints and then the next section's heading).
+            first = _HEADING.search(text)
+            summaries = [s.strip() for s in _SUMMARY.findall(text[:first.start()] if first else text)]
+            if summaries and found:
                 found[-1].hints += summaries
             pairs = _headings(text)
             chosen = ([p for p in pairs if p[1].startswith("Exercise")] or [p for p in pairs if p[0]] or
