@@ -140,3 +140,33 @@ def chromium():
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="session")
+def graded_02(tmp_path_factory):
+    """A copy of the course with the sample class's 02_conv_forward autograded and its feedback written: what the
+    instructor's formgrader and a student's feedback page show (one assignment, to keep the browser tests short)."""
+    from grader import sample_class
+    from grader.autograde import autograde, feedback
+
+    root = tmp_path_factory.mktemp("instructor") / "course"
+    root.mkdir()
+    shutil.copy2(REPO_ROOT / "nbgrader_config.py", root)
+    shutil.copytree(REPO_ROOT / "solutions", root / "solutions")
+    shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks")
+    course = Course(root)
+    sample_class.build(course, ["02_conv_forward"])
+    report = autograde(course, ["02_conv_forward"], list(sample_class.STUDENTS), log=lambda *_: None)
+    assert not report.failures, report.summary()
+    feedback(course, ["02_conv_forward"], list(sample_class.STUDENTS), log=lambda *_: None)
+    return course
+
+
+@pytest.fixture(scope="session")
+def instructor_lab(graded_02, tmp_path_factory):
+    """JupyterLab from the project's own environment (nbgrader's instructor side on), in the graded course."""
+    from lab import start_lab
+
+    server = start_lab(Path(sys.executable), graded_02.root, tmp_path_factory.mktemp("instructor-home"))
+    yield server
+    server.stop()

@@ -78,10 +78,22 @@ class LabServer:
                 self.process.wait(timeout=20)
 
 
+# User settings of the test's private settings folder: no news pop-up over the page, and every cell in the DOM
+# (JupyterLab's default windowing leaves cells out of view unrendered, which a test reading outputs cannot use).
+TEST_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+    "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+}
+
+
 def start_lab(python_bin: Path, root: Path, home: Path, *, cwd: Path | None = None, timeout: float = 180,
               args: tuple[str, ...] = ()) -> LabServer:
     """``jupyter lab`` from the environment of ``python_bin`` (its bin/ first on PATH), serving ``root``."""
     port, token = free_port(), secrets.token_hex(16)
+    for name, values in TEST_SETTINGS.items():
+        target = home / "settings" / f"{name}.jupyterlab-settings"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(values))
     log = home / "lab.log"
     env = private_jupyter_env(home)
     env["PATH"] = str(Path(python_bin).parent) + os.pathsep + env.get("PATH", "")
