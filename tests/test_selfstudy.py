@@ -49,6 +49,8 @@ def test_every_exercise_of_the_workbook_has_tests_a_title_and_an_anchor():
             assert sorted(tested) == sorted(cells.grade_id(c) for c in cells.test_cells(nb)), path
             for exercise in found:
                 assert exercise.tests and exercise.anchor and exercise.title.startswith("Exercise"), (path, exercise)
+                # Two tiers of hints below its tests, which `grader check` names when the exercise fails.
+                assert exercise.hints == ["If you're stuck", "Still stuck: the derivation"], (path, exercise)
                 assert f'<a id="{exercise.anchor}"></a>' in "".join(c.source for c in nb.cells)
 
 
@@ -103,6 +105,14 @@ def test_check_gives_zero_partial_and_full_marks_with_messages(tmp_path):
     assert "not implemented yet" in half
     assert ('read: half.ipynb#ex-conv-forward, then the hints "If you\'re stuck" and "Still stuck: the derivation" '
             'below its tests') in half
+    untouched = out.split("untouched.ipynb (02_conv_forward)", 1)[1].split("score:", 1)[0]
+    for test in ("test_zero_pad", "test_conv_forward_naive", "test_conv_forward_naive_cache",
+                 "test_conv_forward_naive_errors"):     # every test says why it scored 0
+        assert re.search(rf"✗ {test} +0/[\d.]+\n +CheckFailure: .*not implemented yet", untouched), (test, untouched)
+    assert "read: untouched.ipynb#ex-zero-pad" in untouched and "read: untouched.ipynb#ex-conv-forward" in untouched
+    finished = out.split("finished.ipynb (02_conv_forward)", 1)[1].split("score:", 1)[0]
+    assert "✓ Exercise 1: zero-padding" in finished and "✓ Exercise 2: the forward pass" in finished
+    assert "✗" not in finished and "read:" not in finished, finished
     assert "3 notebooks: 12/30 points" in out
     assert out.count("sandbox:") == 1, "the sandbox is said once"
 
@@ -153,23 +163,32 @@ def test_watch_grades_a_notebook_again_when_it_is_saved(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("student", ["sample-partial", "sample-buggy"])
+@pytest.mark.parametrize("student", ["sample-untouched", "sample-partial", "sample-buggy", "sample-cs231n",
+                                     "sample-complete"])
 def test_progress_on_a_sample_students_folder_matches_the_export(graded_sample_class, student):
-    from grader.scores import read_scores
+    """`grader progress` on a sample student's folder against `grader demo`'s export (scores.csv): per notebook the
+    points and the exercises done (every test of the exercise at full marks), and the total."""
+    import csv
 
     course, _ = graded_sample_class
+    with open(course.root / "scores.csv", newline="") as handle:
+        export = {row["student"]: row for row in csv.DictReader(handle)}
+    mine, best = export[student], export["max"]
     proc = _run("progress", str(course.submitted / student), timeout=1800)
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    table = read_scores(course, students=[student])
-    rows = {m.group(1): (float(m.group(2)), float(m.group(3)), m.group(4))
-            for m in re.finditer(r"^  (\d\d_\w+)\s+([\d.]+)/([\d.]+)\s+(\d+/\d+)\s", proc.stdout, re.M)}
+    rows = {m.group(1): (float(m.group(2)), float(m.group(3)), int(m.group(4)), int(m.group(5)))
+            for m in re.finditer(r"^  (\d\d_\w+)\s+([\d.]+)/([\d.]+)\s+(\d+)/(\d+)\s", proc.stdout, re.M)}
     assert sorted(rows) == course.assignments(), proc.stdout
     for assignment in course.assignments():
-        got, best = table.assignment_total(student, assignment)
-        assert rows[assignment][:2] == (got, best), (assignment, rows[assignment], (got, best))
-    total, best = table.total(student)
-    assert f"total: {total:g}/{best:g} points" in proc.stdout
-    assert "next: " in proc.stdout
+        found = [e for path in course.source_notebooks(assignment) for e in exercises(cells.read(path))]
+        done = sum(all(float(mine[f"{assignment}/{t}"]) == float(best[f"{assignment}/{t}"]) for t in e.tests)
+                   for e in found)
+        expected = (float(mine[f"{assignment}/total"]), float(best[f"{assignment}/total"]), done, len(found))
+        assert rows[assignment] == expected, (assignment, rows[assignment], expected)
+    assert f"total: {float(mine['total']):g}/{float(best['total']):g} points" in proc.stdout, proc.stdout
+    everything = all(r[2] == r[3] for r in rows.values())
+    assert ("next: " in proc.stdout) != everything, proc.stdout    # a next step unless every exercise is done
+    assert everything == (student == "sample-complete"), proc.stdout
 
 
 def test_progress_says_what_is_missing_and_what_comes_next(tmp_path):
@@ -179,3 +198,23 @@ def test_progress_says_what_is_missing_and_what_comes_next(tmp_path):
     assert "01_conv_geometry" in proc.stdout and "not found" in proc.stdout
     assert "next: 01_conv_geometry: start 01_conv_geometry/conv_geometry.ipynb: Exercise 1: the output size" \
         in proc.stdout
+
+
+def test_the_readmes_self_study_table_lists_every_notebook_in_order_with_its_exercises_and_points():
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("## For self-learners", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d) \| `([^`/]+)/([^`]+)` \| (\d+) \| ([\d.]+) \| (.+?) \|$", section, re.M)
+    expected = []
+    for number, assignment in enumerate(COURSE.assignments(), 1):
+        for path in COURSE.release_notebooks(assignment):
+            nb = cells.read(path)
+            expected.append((str(number), assignment, path.name, str(len(exercises(nb))),
+                             f"{cells.total_points(nb):g}"))
+    assert [row[:5] for row in rows] == expected
+    assert all(re.match(r"\d(–\d)?(\.5)? h", row[5]) for row in rows), rows
+    for command in ("grader check notebooks/02_conv_forward/conv_forward.ipynb", "grader check notebooks/",
+                    "grader check --watch", "grader progress notebooks/", "If you're stuck",
+                    "Still stuck: the derivation", "docs/img/notebook-figure.png"):
+        assert command in section, command
+    for picture in ("docs/img/notebook-figure.png", "docs/img/feedback.png"):
+        assert (REPO_ROOT / picture).stat().st_size < 200_000, picture
