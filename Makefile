@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: help demo test lint lab lab-solutions release bench bench-grading clean-demo
+.PHONY: help demo test lint lab lab-solutions release lite serve-lite bench bench-grading clean-demo
 
 help:
 	@echo "make demo           release, grade the bundled sample class, print the score table"
@@ -18,6 +18,8 @@ help:
 	@echo "make lab            JupyterLab on the student notebooks"
 	@echo "make lab-solutions  JupyterLab on the source notebooks (instructors)"
 	@echo "make release        regenerate notebooks/ from solutions/"
+	@echo "make lite           build/lite: the student notebooks as a static JupyterLite site (Python in the browser)"
+	@echo "make serve-lite     serve build/lite on http://localhost:8000/lab/index.html"
 	@echo "make bench          fast reference layers against torch.nn.functional (installs torch==2.13.0), then grading throughput"
 	@echo "make bench-grading  grading throughput only: stock nbgrader vs grader autograde (1, 2 workers, Dask); QUICK=1 for a smoke run"
 
@@ -47,6 +49,13 @@ lab-solutions: $(INSTALLED)
 
 release: $(INSTALLED)
 	$(BIN)/grader release
+
+# A static site: the released notebooks, the student package and Pyodide (numpy, matplotlib) from PyPI, no CDN.
+lite: $(INSTALLED)
+	$(BIN)/python -m grader.lite
+
+serve-lite: lite
+	$(BIN)/python -m http.server --bind 127.0.0.1 --directory build/lite 8000
 
 # torch is a benchmark baseline and test oracle only; pin the CPU build (an unpinned torch is a multi-GB CUDA build).
 $(VENV)/.torch: | $(INSTALLED)
