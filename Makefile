@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: help demo test lint lab lab-solutions release bench bench-layers bench-grading clean-demo
+.PHONY: help demo test lint lab lab-solutions release screenshots lite serve-lite bench bench-layers bench-grading clean-demo
 
 help:
 	@echo "make demo           release, grade the bundled sample class, print the score table"
@@ -18,6 +18,9 @@ help:
 	@echo "make lab            JupyterLab on the student notebooks"
 	@echo "make lab-solutions  JupyterLab on the source notebooks (instructors)"
 	@echo "make release        regenerate notebooks/ from solutions/"
+	@echo "make lite           build/lite: the student notebooks as a static JupyterLite site (Python in the browser)"
+	@echo "make serve-lite     serve build/lite on http://localhost:8000/lab/index.html"
+	@echo "make screenshots    the README's pictures (docs/img/) from the browser tests, in headless Chromium"
 	@echo "make bench          bench-layers, then bench-grading"
 	@echo "make bench-layers   the fast layers (references and given) against torch (installs torch==2.13.0);"
 	@echo "                    BENCH_ARGS=--quick for a smoke run, BENCH_ARGS='--json run.json' to keep the numbers"
@@ -49,6 +52,23 @@ lab-solutions: $(INSTALLED)
 
 release: $(INSTALLED)
 	$(BIN)/grader release
+
+# The README's two pictures are what the browser tests see (tests/test_browser.py): a notebook's figure drawn by
+# the student's own layer, and a feedback page's verdict. Needs /usr/bin/chromium (apt-get install chromium
+# fonts-noto-cjk); without it the tests would skip and leave the old pictures, so this target stops first.
+SCREENSHOTS := docs/img
+screenshots: $(INSTALLED)
+	@test -x "$${WORKBOOK_CHROMIUM:-/usr/bin/chromium}" || { echo "make screenshots: $${WORKBOOK_CHROMIUM:-/usr/bin/chromium} is missing (apt-get install chromium fonts-noto-cjk)"; exit 1; }
+	WORKBOOK_SCREENSHOTS=$(abspath $(SCREENSHOTS)) $(BIN)/python -m pytest -p no:cacheprovider tests/test_browser.py \
+		-k "solves_conv_forward or feedback_page"
+	@ls -l $(SCREENSHOTS)/notebook-figure.png $(SCREENSHOTS)/feedback.png
+
+# A static site: the released notebooks, the student package and Pyodide (numpy, matplotlib) from PyPI, no CDN.
+lite: $(INSTALLED)
+	$(BIN)/python -m grader.lite
+
+serve-lite: lite
+	$(BIN)/python -m http.server --bind 127.0.0.1 --directory build/lite 8000
 
 # torch is a benchmark baseline and test oracle only; pin the CPU build (an unpinned torch is a multi-GB CUDA build).
 $(VENV)/.torch: | $(INSTALLED)

@@ -1,4 +1,4 @@
-"""The ``grader`` command: release, autograde, feedback, export, check, demo.
+"""The ``grader`` command: release, autograde, feedback, export, bundle, check, progress, demo.
 
 It works on the course at ``--course``, else the one around the working directory (the nearest directory,
 going up, that holds an ``nbgrader_config.py``, as nbgrader finds it).
@@ -109,16 +109,74 @@ def cmd_export(args) -> int:
     return 0
 
 
-def cmd_check(args) -> int:
-    from .check import check_notebook
+def _learner_course(args) -> Course:
+    """The course for a learner's command: --course, else the one around the working directory, else the one this
+    grader was installed from (a learner checks ~/my-notebooks from anywhere)."""
+    from .course import REPO_ROOT
 
-    started = time.monotonic()
+    try:
+        return _course(args)
+    except CourseError:
+        if args.course is None and (REPO_ROOT / "nbgrader_config.py").is_file():
+            return Course(REPO_ROOT)
+        raise
+
+
+def cmd_check(args) -> int:
+    from .selfstudy import check_paths
+
+    course = _learner_course(args)
     options = {"sandbox": args.sandbox} if args.sandbox else {}
-    result = check_notebook(Path(args.notebook), assignment=args.assignment, course=_course(args), **options)
-    print(result.render())
-    print(f"  checked in {time.monotonic() - started:.1f} s "
-          f"({result.student_seconds:.1f} s of it in your code's kernel)")
-    return 0 if result.complete else 1
+    paths = [Path(p) for p in args.paths]
+
+    def show(result) -> None:
+        print(result.render(sandbox=not show.said_sandbox))
+        show.said_sandbox = show.said_sandbox or bool(result.sandbox)
+        print(f"  checked in {time.monotonic() - show.started:.1f} s "
+              f"({result.student_seconds:.1f} s of it in your code's kernel)", flush=True)
+        show.started = time.monotonic()
+
+    show.started, show.said_sandbox = time.monotonic(), False
+    results = check_paths(paths, course, args.assignment, on_result=show, **options)
+    if len(results) > 1:
+        got, best = sum(r.score for r in results), sum(r.max_score for r in results)
+        print(f"{len(results)} notebooks: {got:g}/{best:g} points")
+    if args.watch:
+        from .watch import watch_and_check
+
+        return watch_and_check(paths, course, args.assignment, show, **options)
+    return 0 if all(r.complete for r in results) else 1
+
+
+def cmd_progress(args) -> int:
+    from .selfstudy import progress
+
+    course = _learner_course(args)
+    options = {"sandbox": args.sandbox} if args.sandbox else {}
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise CourseError(f"{folder}: not a folder (give the folder that holds your notebooks)")
+    print(f"grading the notebooks in {folder} ...", flush=True)
+    report = progress(folder, course, on_result=lambda r: print(f"  {r.assignment}: {r.score:g}/{r.max_score:g}",
+                                                                  flush=True), **options)
+    print(report.render())
+    return 0
+
+
+def cmd_bundle(args) -> int:
+    from .bundle import build
+
+    course = _course(args)
+    started = time.monotonic()
+    bundle = build(course, Path(args.output) if args.output else None)
+
+    def where(path: Path) -> Path:
+        return path.relative_to(course.root) if path.is_relative_to(course.root) else path
+
+    print(f"wrote {where(bundle.folder)}/ ({len(bundle.files)} files) and {where(bundle.archive)} "
+          f"({bundle.archive.stat().st_size / 1e6:.1f} MB) in {time.monotonic() - started:.1f} s")
+    print("  no solution code, no hidden test, no grader, no gradebook (every file scanned)")
+    return 0
 
 
 def cmd_demo(args) -> int:
@@ -200,10 +258,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the Canvas id of an assignment's column (repeatable); without one Canvas creates the "
                         "assignment on import")
     p.add_argument("--db-url", help="gradebook URL (default: the course's: WORKBOOK_DB_URL, else gradebook.db)")
-    p = add("check", cmd_check, "grade one notebook exactly as the instructor's autograder would", assignments=False)
-    p.add_argument("notebook", help="path to your notebook, e.g. notebooks/02_conv_forward/conv_forward.ipynb")
-    p.add_argument("--assignment", help="assignment id (default: the notebook's folder name)")
+    p = add("check", cmd_check, "grade your notebooks exactly as the instructor's autograder would: per exercise "
+                                "the points, what failed and what to read", assignments=False)
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="a notebook, or a folder of your notebooks (any layout), e.g. "
+                        "notebooks/02_conv_forward/conv_forward.ipynb or notebooks/")
+    p.add_argument("--assignment", help="assignment id (default: told from the notebook's cells, else its folder)")
     p.add_argument("--sandbox", choices=SANDBOX_CHOICES, help=sandbox_help)
+    p.add_argument("--watch", action="store_true",
+                   help="after the first verdict, grade a notebook again each time it is saved (Ctrl-C stops)")
+    p = add("progress", cmd_progress, "your state across the whole workbook: per notebook the points, the "
+                                      "exercises done and the next one", assignments=False)
+    p.add_argument("folder", help="the folder that holds your notebooks (any layout), e.g. notebooks/")
+    p.add_argument("--sandbox", choices=SANDBOX_CHOICES, help=sandbox_help)
+    p = add("bundle", cmd_bundle, "build what a student gets: the released notebooks, the student package as a wheel, "
+                                  "requirements and a README, as a folder and a zip (no solutions, no grader)",
+            assignments=False)
+    p.add_argument("--output", "-o", metavar="DIR", help="where to write it (default: dist/ in the course)")
     p = add("demo", cmd_demo, "release, build the sample class, autograde it, write feedback and print the scores",
             assignments=False)
     grading_options(p)

@@ -4,7 +4,9 @@ nbgrader's ``generate_feedback`` runs in this process (``NbGraderAPI``) with two
 
 * nbgrader's own ``ClearHiddenTests``: the restored test cells lose their ``### BEGIN HIDDEN TESTS`` regions;
 * :class:`TrustedVerdicts`: each test cell's error output shows the grading core's message for that test (what
-  failed, on which case) in place of a traceback — a traceback of a hidden test would quote its source lines.
+  failed, on which case) in place of a traceback — a traceback of a hidden test would quote its source lines;
+* :class:`WrapOutputs`: outputs wrap at the page's width, so a verdict's last words (the mistake it names) are on
+  screen rather than past the right edge of a box the student must scroll sideways.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ FEEDBACK_STEPS = [
     "nbgrader.preprocessors.ClearHiddenTests",
     "grader.feedback.TrustedVerdicts",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    "grader.feedback.WrapOutputs",
 ]
 
 
@@ -45,6 +48,16 @@ class TrustedVerdicts(NbGraderPreprocessor):
                     message = verdict.message if verdict is not None and verdict.message else \
                         f"{output.get('ename')}: {output.get('evalue')}"
                     output["traceback"] = message.splitlines()
+        return nb, resources
+
+
+class WrapOutputs(NbGraderPreprocessor):
+    """One more style sheet in the page's header (after nbconvert's): cell outputs wrap instead of scrolling."""
+
+    CSS = ".output_area pre { white-space: pre-wrap; overflow-wrap: anywhere; }"
+
+    def preprocess(self, nb, resources):
+        resources.setdefault("inlining", {}).setdefault("css", []).append(self.CSS)
         return nb, resources
 
 

@@ -79,3 +79,94 @@ def torch():
         pytest.skip("torch not installed (make bench or .ci/run installs torch==2.13.0)")
     _torch.set_num_threads(2)
     return _torch
+
+
+# -- the student's side: the bundle installed into a fresh environment, JupyterLab, a real browser ---------------------
+CHROMIUM = Path(os.environ.get("WORKBOOK_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def student_env(tmp_path_factory):
+    """`grader bundle`'s folder, installed as its README says into a fresh venv: (bundle folder, venv's python).
+
+    pip installs from the bundle's requirements.txt (the machine's pip configuration and cache apply)."""
+    import subprocess
+
+    from grader.bundle import build
+
+    base = tmp_path_factory.mktemp("student")
+    bundle = build(Course(REPO_ROOT), base / "dist")
+    folder = base / "convnet-workbook"
+    shutil.copytree(bundle.folder, folder)     # where the student unpacked it
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                           "--disable-pip-version-check", "-r", "requirements.txt"],
+                          cwd=folder, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return folder, venv / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def student_lab(student_env, tmp_path_factory):
+    """JupyterLab from the student's venv, serving the unpacked bundle (one server for the whole session)."""
+    from lab import start_lab
+
+    folder, python = student_env
+    server = start_lab(python, folder, tmp_path_factory.mktemp("student-home"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium, headless, driven by Playwright. Skipped where Chromium is absent; a failure under CI=true
+    (.ci/run installs chromium, fonts-noto-cjk and playwright)."""
+    reason = None
+    if not CHROMIUM.is_file():
+        reason = f"{CHROMIUM} is not installed (apt-get install chromium fonts-noto-cjk)"
+    else:
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            reason = "playwright is not installed (pip install playwright; never `playwright install`)"
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"the browser tests must run in CI: {reason}")
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def graded_02(tmp_path_factory):
+    """A copy of the course with the sample class's 02_conv_forward autograded and its feedback written: what the
+    instructor's formgrader and a student's feedback page show (one assignment, to keep the browser tests short)."""
+    from grader import sample_class
+    from grader.autograde import autograde, feedback
+
+    root = tmp_path_factory.mktemp("instructor") / "course"
+    root.mkdir()
+    shutil.copy2(REPO_ROOT / "nbgrader_config.py", root)
+    shutil.copytree(REPO_ROOT / "solutions", root / "solutions")
+    shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks")
+    course = Course(root)
+    sample_class.build(course, ["02_conv_forward"])
+    report = autograde(course, ["02_conv_forward"], list(sample_class.STUDENTS), log=lambda *_: None)
+    assert not report.failures, report.summary()
+    feedback(course, ["02_conv_forward"], list(sample_class.STUDENTS), log=lambda *_: None)
+    return course
+
+
+@pytest.fixture(scope="session")
+def instructor_lab(graded_02, tmp_path_factory):
+    """JupyterLab from the project's own environment (nbgrader's instructor side on), in the graded course."""
+    from lab import start_lab
+
+    server = start_lab(Path(sys.executable), graded_02.root, tmp_path_factory.mktemp("instructor-home"))
+    yield server
+    server.stop()

@@ -165,3 +165,16 @@ def test_function_from_notebook_runs_only_definitions(tmp_path, capsys):
     assert function_from_notebook(tmp_path / "missing.ipynb", "double") is None
     printed = capsys.readouterr().out
     assert "defines no function triple" in printed and "is not there" in printed
+
+
+def test_check_array_names_a_known_mistake_when_the_values_are_that_mistakes():
+    from workbook.checks import CheckFailure, check_array
+
+    expected = np.array([1.0, 2.0, 3.0])
+    mistakes = {"the kernel is flipped": [3.0, 2.0, 1.0], "the bias is left out": [0.0, 1.0, 2.0]}
+    with pytest.raises(CheckFailure, match=r"expected 1, got 3 .*This is exactly what you get when the kernel is "
+                                           r"flipped"):
+        check_array("out", np.array([3.0, 2.0, 1.0]), expected, mistakes=mistakes)
+    with pytest.raises(CheckFailure) as failure:
+        check_array("out", np.array([9.0, 2.0, 3.0]), expected, mistakes=mistakes)
+    assert "exactly what you get" not in str(failure.value)

@@ -73,13 +73,17 @@ _KIND_NAMES = {"f": "floating point", "i": "integer", "u": "unsigned integer", "
 
 
 def check_array(name: str, got: Any, expected: np.ndarray, *, rtol: float = 1e-6, atol: float = 1e-8,
-                case: str | None = None, hint: str | None = None, quiet: bool = False) -> None:
+                case: str | None = None, hint: str | None = None, quiet: bool = False,
+                mistakes: dict[str, Any] | None = None) -> None:
     """Check that ``got`` is an array like ``expected`` and equal to it within tolerance.
 
     In order: ``got`` is a ``numpy.ndarray``; its dtype kind is numeric and matches ``expected``'s
     (a float result must be float); its shape matches; it is finite wherever ``expected`` is;
     ``|got - expected| <= atol + rtol * |expected|`` everywhere. On failure the message names the
     first offending element with both values and the largest relative error.
+
+    ``mistakes`` maps a known mistake ("the kernel is flipped") to the values that mistake gives (literals the
+    test states, never computed from the student's code): when ``got`` matches one of them, the message names it.
 
     Returns None on purpose: a check that is the last line of a graded cell must not produce a value,
     because nbgrader would read a numeric cell result as partial credit.
@@ -113,11 +117,14 @@ def check_array(name: str, got: Any, expected: np.ndarray, *, rtol: float = 1e-6
     if not close.all():
         idx = tuple(int(i) for i in np.argwhere(~close)[0])
         n_bad = int((~close).sum())
-        raise _fail(
-            name, case,
-            f"{n_bad} of {close.size} values differ; first at index {idx}: expected {exp_f[idx]:.6g}, "
-            f"got {got_f[idx]:.6g} (max relative error {err:.1e}; tolerance rtol={rtol:g}, atol={atol:g})",
-            hint)
+        problem = (f"{n_bad} of {close.size} values differ; first at index {idx}: expected {exp_f[idx]:.6g}, "
+                   f"got {got_f[idx]:.6g} (max relative error {err:.1e}; tolerance rtol={rtol:g}, atol={atol:g})")
+        for mistake, mistaken in (mistakes or {}).items():
+            mistaken = np.asarray(mistaken, dtype=np.float64)
+            if mistaken.shape == got_f.shape and np.allclose(got_f, mistaken, rtol=rtol, atol=atol):
+                problem += f". This is exactly what you get when {mistake}"
+                break
+        raise _fail(name, case, problem, hint)
     if not quiet:
         print(f"✓ {name} matches{_where(case)} (max relative error {err:.1e})")
 
