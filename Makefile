@@ -37,8 +37,11 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 demo: $(INSTALLED)
 	$(BIN)/grader demo
 
+# One pytest process per core (TEST_WORKERS=0 for one process), a whole test file to each, so a file's fixtures (a
+# graded class, a JupyterLab server) are built once; the slowest tests are listed at the end.
+TEST_WORKERS ?= auto
 test: $(INSTALLED)
-	$(BIN)/python -m pytest --nbval-lax tests solutions
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 --nbval-lax tests solutions
 
 # ruff reads the source notebooks itself (cell by cell, magics included); its settings are in pyproject.toml.
 lint: $(INSTALLED)

@@ -7,10 +7,15 @@ The instructor's own source notebooks are handed in too, as the submission of a 
 from __future__ import annotations
 
 import csv
+import re
+import subprocess
+import sys
 
 import pytest
 
+from grader import cells
 from grader.sample_class import CLASSIC_BUGS
+from grader.selfstudy import exercises
 
 pytestmark = pytest.mark.slow
 
@@ -99,3 +104,41 @@ def test_source_notebooks_graded_as_submissions_get_full_marks(demo):
     for assignment in course.assignments():
         got, best = table.assignment_total("instructor-source", assignment)
         assert got == best > 0, assignment
+
+
+def _grader(*args, timeout=1800):
+    """The ``grader`` command on the project's own course (the hidden tests and references of this repository)."""
+    from grader.course import REPO_ROOT
+
+    return subprocess.run([sys.executable, "-m", "grader", "--course", str(REPO_ROOT), *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", ["sample-buggy", "sample-complete"])
+def test_progress_on_a_sample_students_folder_matches_the_export(graded_sample_class, student):
+    """`grader progress` on a sample student's folder against `grader demo`'s export (scores.csv): per notebook the
+    points and the exercises done (every test of the exercise at full marks), and the total. Two students: one with
+    a classic bug in every notebook (partial marks, a next step) and one with everything done (no next step); each
+    grades the whole workbook again, so the other three would add minutes and no new branch."""
+    import csv
+
+    course, _ = graded_sample_class
+    with open(course.root / "scores.csv", newline="") as handle:
+        export = {row["student"]: row for row in csv.DictReader(handle)}
+    mine, best = export[student], export["max"]
+    proc = _grader("progress", str(course.submitted / student), timeout=1800)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    rows = {m.group(1): (float(m.group(2)), float(m.group(3)), int(m.group(4)), int(m.group(5)))
+            for m in re.finditer(r"^  (\d\d_\w+)\s+([\d.]+)/([\d.]+)\s+(\d+)/(\d+)\s", proc.stdout, re.M)}
+    assert sorted(rows) == course.assignments(), proc.stdout
+    for assignment in course.assignments():
+        found = [e for path in course.source_notebooks(assignment) for e in exercises(cells.read(path))]
+        done = sum(all(float(mine[f"{assignment}/{t}"]) == float(best[f"{assignment}/{t}"]) for t in e.tests)
+                   for e in found)
+        expected = (float(mine[f"{assignment}/total"]), float(best[f"{assignment}/total"]), done, len(found))
+        assert rows[assignment] == expected, (assignment, rows[assignment], expected)
+    assert f"total: {float(mine['total']):g}/{float(best['total']):g} points" in proc.stdout, proc.stdout
+    everything = all(r[2] == r[3] for r in rows.values())
+    assert ("next: " in proc.stdout) != everything, proc.stdout    # a next step unless every exercise is done
+    assert everything == (student == "sample-complete"), proc.stdout
