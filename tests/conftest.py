@@ -36,17 +36,10 @@ def toy_course(tmp_path) -> Course:
     return make_toy_course(tmp_path / "toy")
 
 
-@pytest.fixture(scope="session")
-def graded_sample_class(tmp_path_factory):
-    """`grader demo` on a copy of the course, run once per test session: (course, demo's stdout).
-
-    Besides the sample class, the instructor's own source notebooks are handed in as the submission of a
-    student called ``instructor-source`` (graded by a second `grader autograde`, which leaves the sample
-    class alone because it is graded already).
-    """
+def _grade_the_sample_class(folder: Path) -> tuple[Course, str]:
     import subprocess
 
-    root = tmp_path_factory.mktemp("demo") / "course"
+    root = folder / "course"
     root.mkdir()
     shutil.copy2(REPO_ROOT / "nbgrader_config.py", root)
     shutil.copytree(REPO_ROOT / "solutions", root / "solutions")
@@ -65,6 +58,34 @@ def graded_sample_class(tmp_path_factory):
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert f"graded {len(course.assignments())} notebook(s)" in again.stdout, again.stdout
     return course, proc.stdout
+
+
+@pytest.fixture(scope="session")
+def graded_sample_class(tmp_path_factory):
+    """`grader demo` on a copy of the course, run once per test session: (course, demo's stdout).
+
+    Besides the sample class, the instructor's own source notebooks are handed in as the submission of a
+    student called ``instructor-source`` (graded by a second `grader autograde`, which leaves the sample
+    class alone because it is graded already).
+
+    Under pytest-xdist the processes share one graded class (the tests only read it): the first to need it grades
+    it while holding a lock, the others wait for it and read what it wrote.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _grade_the_sample_class(tmp_path_factory.mktemp("demo"))
+    import fcntl
+
+    shared = tmp_path_factory.getbasetemp().parent / "graded-sample-class"
+    with open(f"{shared}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stdout = shared / "demo-stdout.txt"
+        if not stdout.exists():
+            if shared.exists():
+                shutil.rmtree(shared)          # an earlier attempt that failed halfway
+            shared.mkdir()
+            course, text = _grade_the_sample_class(shared)
+            stdout.write_text(text)
+    return Course(shared / "course"), stdout.read_text()
 
 
 @pytest.fixture(scope="session")
