@@ -1,6 +1,6 @@
 """Grading throughput: stock ``nbgrader autograde`` against ``grader autograde`` on the same class, in one run.
 
-    .venv/bin/python bench/grading_throughput.py            # the whole workbook, 5 students (30 notebooks)
+    .venv/bin/python bench/grading_throughput.py            # the whole workbook, 5 students (45 notebooks)
     .venv/bin/python bench/grading_throughput.py --quick    # one assignment, 4 students: a smoke run
 
 The class is generated from solutions/ by grader.sample_class's machinery: per assignment a complete, a

@@ -3,7 +3,8 @@
 The folders are watched with ``watchfiles`` (inotify on Linux, FSEvents on macOS, polling where neither works). A
 save is graded once: Jupyter writes a notebook through a temporary file and a rename, and its checkpoints go to
 ``.ipynb_checkpoints/`` (ignored); events within watchfiles' debounce window arrive together, and a notebook whose
-bytes did not change since it was last graded is not graded again.
+bytes did not change since it was last graded is not graded again. Every quiet second the notebooks are compared with
+what was graded too, so a save that came before the watch was armed is not missed.
 """
 from __future__ import annotations
 
@@ -47,8 +48,15 @@ def watch_and_check(paths: Iterable[Path], course: Course, assignment: str | Non
     print(f"watching {', '.join(map(str, watched))} — save a notebook to grade it again (Ctrl-C stops)", flush=True)
     with Grader(course, **options) as grader:
         try:
-            for changes in watch(*watched, watch_filter=lambda change, path: _wanted(path), stop_event=stop_event):
-                for path in sorted({Path(p).resolve() for change, p in changes if change != Change.deleted}):
+            # A quiet second (no event) also compares every notebook with what was graded: a save made between the
+            # first grading and the moment the watch was armed has no event, and is graded then.
+            for changes in watch(*watched, watch_filter=lambda change, path: _wanted(path), stop_event=stop_event,
+                                 yield_on_timeout=True, rust_timeout=1000):
+                if changes:
+                    candidates = {Path(p).resolve() for change, p in changes if change != Change.deleted}
+                else:
+                    candidates = {p.resolve() for p in notebook_paths(p for p in paths if p.exists())}
+                for path in sorted(candidates):
                     digest = _digest(path)
                     if not ours(path) or digest is None or graded.get(path) == digest:
                         continue
