@@ -12,6 +12,8 @@ from grader.course import REPO_ROOT, Course
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from toycourse import copy_of_course  # noqa: E402
+
 # nbgrader shells out to alembic, and kernels must be this interpreter's: put its bin first on PATH.
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -20,12 +22,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture
 def course_copy(tmp_path) -> Course:
     """A private copy of the real course (config, sources, release), with no course state."""
-    root = tmp_path / "course"
-    root.mkdir()
-    shutil.copy2(REPO_ROOT / "nbgrader_config.py", root)
-    shutil.copytree(REPO_ROOT / "solutions", root / "solutions")
-    shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks")
-    return Course(root)
+    return copy_of_course(tmp_path / "course")
 
 
 @pytest.fixture
@@ -40,11 +37,7 @@ def _grade_the_sample_class(folder: Path) -> tuple[Course, str]:
     import subprocess
 
     root = folder / "course"
-    root.mkdir()
-    shutil.copy2(REPO_ROOT / "nbgrader_config.py", root)
-    shutil.copytree(REPO_ROOT / "solutions", root / "solutions")
-    shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks")
-    course = Course(root)
+    course = copy_of_course(root)
     for assignment in course.assignments():
         for path in course.source_notebooks(assignment):
             target = course.submitted / "instructor-source" / assignment / path.name
@@ -171,11 +164,7 @@ def graded_02(tmp_path_factory):
     from grader.autograde import autograde, feedback
 
     root = tmp_path_factory.mktemp("instructor") / "course"
-    root.mkdir()
-    shutil.copy2(REPO_ROOT / "nbgrader_config.py", root)
-    shutil.copytree(REPO_ROOT / "solutions", root / "solutions")
-    shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks")
-    course = Course(root)
+    course = copy_of_course(root)
     sample_class.build(course, ["02_conv_forward"])
     report = autograde(course, ["02_conv_forward"], list(sample_class.STUDENTS), log=lambda *_: None)
     assert not report.failures, report.summary()

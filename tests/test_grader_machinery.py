@@ -17,21 +17,11 @@ from grader.check import check_notebook
 from grader.leaks import scan_notebook, scan_release
 from grader.release import generate
 from grader.scores import read_scores
-from toycourse import ASSIGNMENT, submit
+from toycourse import ASSIGNMENT, student_version, submit
 
 
 def _tree_hashes(root):
     return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _student_version(course, body_scale: str, body_offset: str = "    return x + 1"):
-    nb = cells.read(course.release / ASSIGNMENT / "toy.ipynb")
-    for cell in nb.cells:
-        if cells.grade_id(cell) == "scale":
-            cell.source = f"def scale(x, k):\n{body_scale}"
-        if cells.grade_id(cell) == "offset":
-            cell.source = f"def offset(x):\n{body_offset}"
-    return nb
 
 
 def test_release_is_deterministic_and_clean(toy_course, tmp_path):
@@ -74,7 +64,7 @@ def test_check_gives_full_marks_to_the_source_and_zero_to_the_release(toy_course
 def test_check_names_a_known_mistake_and_scores_each_question(toy_course, tmp_path):
     path = tmp_path / "mine.ipynb"
     # Right on the visible case (k=2 with ones... no: scale ignores k and returns 2x), wrong on the hidden one.
-    nbformat.write(_student_version(toy_course, "    return np.asarray(x, dtype=float) * 2.0"), str(path))
+    nbformat.write(student_version(toy_course, "    return np.asarray(x, dtype=float) * 2.0"), str(path))
     before = path.read_bytes()
     result = check_notebook(path, assignment=ASSIGNMENT, course=toy_course)
     assert path.read_bytes() == before, "grader check must never modify the student's notebook"
@@ -85,7 +75,7 @@ def test_check_names_a_known_mistake_and_scores_each_question(toy_course, tmp_pa
 
 def test_known_mistake_is_named(toy_course, tmp_path):
     path = tmp_path / "mine.ipynb"
-    nbformat.write(_student_version(toy_course, "    return np.asarray(x, dtype=float) * 1.0"), str(path))
+    nbformat.write(student_version(toy_course, "    return np.asarray(x, dtype=float) * 1.0"), str(path))
     result = check_notebook(path, assignment=ASSIGNMENT, course=toy_course)
     message = {q.grade_id: q.message for q in result.questions}["test_scale"]
     # The visible check fails first here (k=2 expected 2.0), so it reports the visible case precisely.
@@ -94,17 +84,17 @@ def test_known_mistake_is_named(toy_course, tmp_path):
 
 def test_hidden_mistake_message(toy_course, tmp_path):
     path = tmp_path / "mine.ipynb"
-    nbformat.write(_student_version(toy_course, "    return np.asarray(x, dtype=float) * abs(k)"), str(path))
+    nbformat.write(student_version(toy_course, "    return np.asarray(x, dtype=float) * abs(k)"), str(path))
     result = check_notebook(path, assignment=ASSIGNMENT, course=toy_course)
     message = {q.grade_id: q.message for q in result.questions}["test_scale"]
     assert "x: (4,), k=-3" in message and "max relative error" in message
 
 
 def test_one_broken_submission_costs_no_one_else_and_nothing_is_modified(toy_course):
-    good = _student_version(toy_course, "    return np.asarray(x, dtype=float) * k")
+    good = student_version(toy_course, "    return np.asarray(x, dtype=float) * k")
     submit(toy_course, "alice", good)
     submit(toy_course, "bob", "{ this is not a notebook")
-    submit(toy_course, "carol", _student_version(toy_course, "    raise NotImplementedError()"))
+    submit(toy_course, "carol", student_version(toy_course, "    raise NotImplementedError()"))
     before = _tree_hashes(toy_course.submitted)
     report = autograde(toy_course, log=lambda *_: None)
     assert _tree_hashes(toy_course.submitted) == before, "submissions must never be modified"
@@ -121,7 +111,7 @@ def test_one_broken_submission_costs_no_one_else_and_nothing_is_modified(toy_cou
 
 
 def test_export_cli_writes_the_per_question_csv(toy_course, tmp_path):
-    submit(toy_course, "alice", _student_version(toy_course, "    return np.asarray(x, dtype=float) * k"))
+    submit(toy_course, "alice", student_version(toy_course, "    return np.asarray(x, dtype=float) * k"))
     autograde(toy_course, log=lambda *_: None)
     out = tmp_path / "grades.csv"
     proc = subprocess.run([sys.executable, "-m", "grader", "--course", str(toy_course.root), "export", "-o", str(out)],

@@ -24,7 +24,7 @@ from grader.autograde import NoSubmissions, autograde
 from grader.course import Course
 from grader.gradebook import GradingState
 from grader.scores import read_scores
-from toycourse import ASSIGNMENT, graded_cell, make_toy_course, solution_cell, submit
+from toycourse import ASSIGNMENT, graded_cell, make_toy_course, solution_cell, student_version, submit
 
 pytestmark = pytest.mark.slow
 
@@ -37,16 +37,6 @@ CLASS = {  # student -> (scale body, extra code in the offset cell)
     "erin": ("    return np.asarray(x, dtype=float) * abs(k)", ""),
     "frank": (GOOD, "import os\nos._exit(3)\n"),                      # kills its kernel: restart, offset fails
 }
-
-
-def student_version(course: Course, scale_body: str, offset_prefix: str = "") -> nbformat.NotebookNode:
-    nb = cells.read(course.release / ASSIGNMENT / "toy.ipynb")
-    for cell in nb.cells:
-        if cells.grade_id(cell) == "scale":
-            cell.source = f"def scale(x, k):\n{scale_body}"
-        if cells.grade_id(cell) == "offset":
-            cell.source = f"{offset_prefix}def offset(x):\n    return x + 1"
-    return nb
 
 
 def tree_hashes(root: Path) -> dict[str, str]:

@@ -14,7 +14,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from grader import cells
-from grader.course import COURSE_ID, REPO_ROOT, Course
+from grader.course import COURSE_ID, Course
 from grader.gradebook import GradingState, record_assignment
 from grader.nbgrader_run import run_nbgrader
 from grader.sample_class import STUDENTS
@@ -22,14 +22,10 @@ from grader.sample_class import STUDENTS
 pytestmark = pytest.mark.slow
 
 
-def test_core_verdicts_equal_nbgrader_autograde_with_trusted_execute(graded_sample_class, tmp_path):
+def test_core_verdicts_equal_nbgrader_autograde_with_trusted_execute(graded_sample_class, course_copy):
     core, _ = graded_sample_class
-    root = tmp_path / "course"
-    root.mkdir()
-    shutil.copy2(REPO_ROOT / "nbgrader_config.py", root)
-    shutil.copytree(REPO_ROOT / "solutions", root / "solutions")
-    shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks")
-    course = Course(root)
+    course = course_copy
+    root = course.root
     for student in STUDENTS:   # the very bytes the core graded
         shutil.copytree(core.submitted / student, course.submitted / student)
     # Two nbgrader processes side by side (two cores), each with a gradebook of its own for half the assignments.

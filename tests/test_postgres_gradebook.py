@@ -104,19 +104,12 @@ def test_autograde_and_export_with_a_postgresql_gradebook(toy_course, postgres, 
 def test_the_sample_class_exports_the_same_from_sqlite_and_postgresql(postgres, tmp_path):
     """A subset of the sample class (the first assignment, every sample student, plus one unreadable
     submission) graded into SQLite and into PostgreSQL: the exports are equal, row for row."""
-    import shutil
-
     from grader import sample_class
-    from grader.course import REPO_ROOT
+    from toycourse import copy_of_course
 
     exports = {}
     for name, url in (("sqlite", None), ("postgresql", postgres)):
-        root = tmp_path / name
-        root.mkdir()
-        shutil.copy2(REPO_ROOT / "nbgrader_config.py", root)
-        shutil.copytree(REPO_ROOT / "solutions", root / "solutions")
-        shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks")
-        course = Course(root, database=url)
+        course = copy_of_course(tmp_path / name, database=url)
         first = course.assignments()[0]
         sample_class.build(course, [first])
         [notebook] = course.source_notebooks(first)

@@ -1,4 +1,5 @@
-"""A tiny course built by code, for testing the grader's machinery without the real notebooks."""
+"""Courses for the tests: a tiny one built by code (the grader's machinery without the real notebooks), and private
+copies of the real one."""
 from __future__ import annotations
 
 import shutil
@@ -10,6 +11,15 @@ from grader.course import REPO_ROOT, Course
 from grader.release import release
 
 ASSIGNMENT = "00_toy"
+
+
+def copy_of_course(root: Path, database: str | None = None) -> Course:
+    """A private copy of the real course at ``root`` (config, sources, release), with no course state."""
+    root.mkdir(parents=True)
+    shutil.copy2(REPO_ROOT / "nbgrader_config.py", root)
+    shutil.copytree(REPO_ROOT / "solutions", root / "solutions")
+    shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks")
+    return Course(root, database=database)
 
 
 def nbgrader_meta(**fields) -> dict:
@@ -68,3 +78,16 @@ def submit(course: Course, student: str, nb: nbformat.NotebookNode | str) -> Pat
     else:
         nbformat.write(nb, str(path))
     return path
+
+
+def student_version(course: Course, scale_body: str, offset_prefix: str = "") -> nbformat.NotebookNode:
+    """The released toy notebook with ``scale``'s body filled in (and ``offset``, after ``offset_prefix``)."""
+    from grader import cells
+
+    nb = cells.read(course.release / ASSIGNMENT / "toy.ipynb")
+    for cell in nb.cells:
+        if cells.grade_id(cell) == "scale":
+            cell.source = f"def scale(x, k):\n{scale_body}"
+        if cells.grade_id(cell) == "offset":
+            cell.source = f"{offset_prefix}def offset(x):\n    return x + 1"
+    return nb
