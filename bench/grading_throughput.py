@@ -1,12 +1,12 @@
 """Grading throughput: stock ``nbgrader autograde`` against ``grader autograde`` on the same class, in one run.
 
-    .venv/bin/python bench/grading_throughput.py            # the whole workbook, 5 students (45 notebooks)
+    .venv/bin/python bench/grading_throughput.py            # the whole workbook, 24 students (216 notebooks)
     .venv/bin/python bench/grading_throughput.py --quick    # one assignment, 4 students: a smoke run
 
 The class is generated from solutions/ by grader.sample_class's machinery: per assignment a complete, a
-partly done, a buggy (the classic mistake) and an untouched submission, plus ``--slow`` students whose
-solutions are correct but slow (every solution function computes its answer four times, like a naive
-implementation that redoes work). Each mode grades a fresh copy of the class:
+partly done, a buggy (the classic mistake), a CS231n-style and an untouched submission, repeated to ``--students``
+in all, ``--slow`` of them students whose solutions are correct but slow (every solution function computes its
+answer four times, like a naive implementation that redoes work). Each mode grades a fresh copy of the class:
 
   (a) stock nbgrader: ``nbgrader autograde`` with nbgrader's own Execute preprocessor, serially
       (the assignment is recorded with ``nbgrader generate_assignment`` first, not timed);
@@ -49,11 +49,20 @@ c.OverwriteCells.add_missing_cells = _OverwriteCells.class_traits()["add_missing
 
 SLOWDOWN = """
 
+_slow_calls = globals().setdefault("_slow_calls", [0])
+
+
 def __redo(f):
     def slow(*args, **kwargs):
-        for _ in range(3):
-            f(*args, **kwargs)
-        return f(*args, **kwargs)
+        if _slow_calls[0]:          # called from a slow function: that one already does its work four times
+            return f(*args, **kwargs)
+        _slow_calls[0] += 1
+        try:
+            for _ in range(3):
+                f(*args, **kwargs)
+            return f(*args, **kwargs)
+        finally:
+            _slow_calls[0] -= 1
     slow.__name__, slow.__doc__ = f.__name__, f.__doc__
     return slow
 """
@@ -70,8 +79,16 @@ def slow_notebook(course: Course, assignment: str, notebook: str) -> nbformat.No
     return nb
 
 
-def build_class(course: Course, assignments: list[str], slow: int) -> int:
+def build_class(course: Course, assignments: list[str], students: int, slow: int) -> int:
+    """``students`` in all: ``slow`` slow ones, the others the sample class's kinds in turn (complete, CS231n
+    style, partial, buggy, untouched), each kind's second and later students copies of its first."""
     sample_class.build(course, assignments)
+    kinds = list(sample_class.STUDENTS)
+    for i in range(len(kinds), students - slow):
+        kind = kinds[i % len(kinds)]
+        shutil.copytree(course.submitted / kind, course.submitted / f"{kind}-{i // len(kinds) + 1}")
+    for extra in kinds[students - slow:]:
+        shutil.rmtree(course.submitted / extra)
     count = sum(1 for _ in course.submitted.glob("*/*/*.ipynb"))
     for i in range(slow):
         for assignment in assignments:
@@ -147,22 +164,25 @@ def check_time(course: Course, assignment: str) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one assignment, four students: a smoke run")
-    parser.add_argument("--slow", type=int, default=1, help="students with slow naive solutions (default 1)")
+    parser.add_argument("--students", type=int, default=24, help="students in the class (default 24)")
+    parser.add_argument("--slow", type=int, default=3,
+                        help="how many of them have slow naive solutions (default 3)")
     parser.add_argument("--skip-stock", action="store_true", help="leave out (a), the slowest mode")
     args = parser.parse_args()
 
     repo = Course(REPO)
     assignments = repo.assignments()[:1] if args.quick else repo.assignments()
-    slow = 0 if args.quick else args.slow
+    slow = 0 if args.quick else min(args.slow, args.students)
+    students = 4 if args.quick else args.students
     with tempfile.TemporaryDirectory(prefix="grading-bench-") as tmp:
         template = Path(tmp) / "template"
         template.mkdir()
         shutil.copy2(REPO / "nbgrader_config.py", template)
         for step in ("solutions", "notebooks"):
             shutil.copytree(REPO / step, template / step)
-        n = build_class(Course(template), assignments, slow)
-        print(f"class: {n} notebooks ({len(assignments)} assignment(s); complete, partial, buggy, untouched"
-              f"{f', {slow} slow' if slow else ''}), on {os.cpu_count()} cores")
+        n = build_class(Course(template), assignments, students, slow)
+        print(f"class: {n} notebooks: {students} students ({slow} of them slow) x {len(assignments)} assignment(s), "
+              f"on {os.cpu_count()} cores")
 
         rows: dict[str, dict] = {}
         if not args.skip_stock:

@@ -5,6 +5,7 @@ One run:
 1. records each assignment in the gradebook when its source changed (:func:`grader.gradebook.record_assignment`);
 2. finds the submissions (``submitted/<student>/<assignment>/<notebook>.ipynb``) and leaves out those already
    graded from the same bytes against the same source (unless ``force``): a run that was killed resumes;
+   the rest are handed out longest expected first (:mod:`grader.schedule`);
 3. reads each submission once (bytes hashed; the file is never modified), runs nbgrader's sanitizing steps on it
    here, and hands a task — ids and bytes, plain data — to the workers;
 4. the workers (warm processes of this machine, or a Dask cluster with ``scheduler``) grade with
@@ -29,6 +30,7 @@ import nbformat
 
 from .core import Grader, GradingResult, SubmissionProblem, read_submission, sha256
 from .course import Course, CourseError
+from .schedule import Schedule
 from .trusted.session import BLAS_THREAD_VARIABLES
 
 
@@ -232,7 +234,9 @@ class LocalBackend:
         pending: set[Future] = set()
         exhausted = False
         while pending or not exhausted:
-            while not exhausted and len(pending) < 2 * self.workers:
+            # one task queued beyond those running: a worker that finishes finds its next at hand, and each is
+            # chosen as late as possible (the schedule uses the results that came in meanwhile)
+            while not exhausted and len(pending) < self.workers + 1:
                 task = next(tasks, None)
                 if task is None:
                     exhausted = True
@@ -246,14 +250,16 @@ class LocalBackend:
 
 
 # -- the run ---------------------------------------------------------------------------------------------------------
-def _tasks(course: Course, todo: list[Submission], prepare: Callable[[Submission], Task | GradingResult],
+def _tasks(schedule: "Schedule[Submission]", prepare: Callable[[Submission], Task | GradingResult],
            workers: int, failed: list[GradingResult]) -> Iterator[Task]:
-    for index, sub in enumerate(todo):
+    """The tasks in the schedule's order, prepared as the backend asks for them (so the order can use the
+    results that came in meanwhile); submissions that cannot be graded go to ``failed`` instead."""
+    while (sub := schedule.next()) is not None:
         prepared = prepare(sub)
         if isinstance(prepared, GradingResult):
             failed.append(prepared)
             continue
-        prepared.prefetch = index < len(todo) - workers
+        prepared.prefetch = schedule.remaining >= workers   # this worker will get another
         yield prepared
 
 
@@ -339,9 +345,12 @@ def autograde(course: Course, assignments: list[str] | None = None, students: li
 
         writer = Writer(course, config, state)
         failed: list[GradingResult] = []
+        schedule = Schedule(todo, state.times())
 
         def record(result: GradingResult) -> None:
             writer.record(result)
+            if result.ok:
+                schedule.finished(result.student, result.assignment, result.notebook, result.seconds)
             report.results.append(result)
             if progress is not None:
                 progress.advance(result)
@@ -351,7 +360,7 @@ def autograde(course: Course, assignments: list[str] | None = None, students: li
         if progress is not None:
             progress.start(len(todo))
         try:
-            for raw_result in backend.run(_tasks(course, todo, prepare, backend.workers, failed)):
+            for raw_result in backend.run(_tasks(schedule, prepare, backend.workers, failed)):
                 while failed:
                     record(failed.pop(0))
                 record(GradingResult.from_dict(raw_result))

@@ -296,11 +296,16 @@ class Grader:
         if self._spare is None:
             self._spare = (assignment, self._launch(assignment))
 
+    def _files(self, assignment: str) -> tuple:
+        """What a kernel's workdir holds for ``assignment``: kernels launched with the same serve either."""
+        folder = self.course.source / assignment
+        return tuple((str(p.relative_to(folder)), sha256(p.read_bytes())) for p in self.course.extra_files(assignment))
+
     def _kernel_for(self, assignment: str) -> KernelSession:
         if self._spare is not None:
             spare_assignment, session = self._spare
             self._spare = None
-            if spare_assignment == assignment:
+            if spare_assignment == assignment or self._files(spare_assignment) == self._files(assignment):
                 return session
             _dispose(session)
         return self._launch(assignment)

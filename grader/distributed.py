@@ -91,13 +91,23 @@ class DaskBackend:
         [self.bundle_future] = self.client.scatter([self.bundle], broadcast=True)
 
     def run(self, tasks: Iterator) -> Iterator[dict]:
+        """Keep two tasks per worker thread in the cluster, each taken from ``tasks`` only when there is room (so
+        the run's schedule decides as late as possible); results as they complete."""
         from distributed import as_completed
 
-        futures = [self.client.submit(dask_grade, self.bundle_future, task.as_dict(), self.sandbox, pure=False,
+        def submit(task) -> object:
+            return self.client.submit(dask_grade, self.bundle_future, task.as_dict(), self.sandbox, pure=False,
                                       key=f"grade-{task.student}-{task.assignment}-{task.notebook}-"
                                           f"{task.submission_sha256[:12]}")
-                   for task in tasks]
-        for future in as_completed(futures):
+
+        first = [submit(task) for _, task in zip(range(2 * self.workers), tasks)]
+        if not first:
+            return
+        running = as_completed(first)
+        for future in running:
+            task = next(tasks, None)
+            if task is not None:
+                running.add(submit(task))
             yield future.result()
 
     def close(self) -> None:

@@ -141,6 +141,13 @@ class GradingState:
                 RESULTS.c.notebook == notebook)).scalar()
         return GradingResult.from_dict(json.loads(text)) if text else None
 
+    def times(self) -> dict[tuple[str, str, str], float]:
+        """Seconds each notebook graded so far took, by (student, assignment, notebook) (those graded fine)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(RESULTS.c.student, RESULTS.c.assignment, RESULTS.c.notebook,
+                                          RESULTS.c.result).where(RESULTS.c.ok.is_(True))).all()
+        return {(s, a, n): float(json.loads(text).get("seconds", 0.0)) for s, a, n, text in rows}
+
     def problems(self) -> list[tuple[str, str, str, str]]:
         """(student, assignment, notebook, problem) of every notebook recorded as not gradable."""
         with self.engine.connect() as conn:
