@@ -10,16 +10,15 @@ on NCHW arrays. A float32 input gives float32 outputs and gradients.
 
 These are not the exercises' solutions: they are written differently and the grader forbids importing a given
 layer in the notebook where that layer is the exercise. The convolutions copy the input for a band of output rows
-of a few images at a time (a few hundred kB, which stay in the processor's cache) and multiply the copies with the
-filters; at stride 1 they compute every output row on the padded width, so that the filter rows after the first
-read the same copy shifted by whole rows instead of copies of their own. The data gradient at stride 1 is itself a
-correlation, of dout with the flipped filters. Max pooling keeps the switches (the position of each window's
-maximum) in the cache. The test suite checks every layer against PyTorch, forward and backward, in float32 and
-float64.
+of a few images at a time (a few MB, which stay in the processor's cache) and multiply the copies with the
+filters; at stride 1 with enough channels they compute every output row on the padded width, so that the filter
+rows after the first read the same copy shifted by whole rows instead of copies of their own. The data gradient at
+stride 1 is itself a correlation, of dout with the flipped filters. Max pooling keeps the switches (the position of
+each window's maximum) in the cache. The test suite checks every layer against PyTorch, forward and backward, in
+float32 and float64.
 
-Some outputs are views: a stride-1 convolution returns its output on the padded width with the extra columns
-hidden, ``out = buffer[..., :W_out]`` (as numpy returns views from slicing); every value is the layer's, and
-``np.ascontiguousarray(out)`` gives a compact copy when one is needed.
+Every result is an array of its own, exactly its size (never a view into a larger buffer): what a layer's output
+costs in memory is its shape times the item size, as 08_vgg_memory counts it.
 
 Windows that do not fit raise ``ValueError`` with the computed size, in every layer: an output size of
 (H + 2P - F_eff) / S + 1 that is not a whole number, or filters larger than the padded input, is an error,
@@ -28,7 +27,7 @@ never rounded down.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided, sliding_window_view
+from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = [
     "conv_forward", "conv_backward",
@@ -96,9 +95,10 @@ class _Bands:
     At stride 1 the outputs are computed on the padded ``width`` W + 2 pad_w, the last d (WW - 1) of each row
     being no outputs: the values one tap reads for a band are then one contiguous run of the flattened x_pad, and
     the rows of the band for filter row u + 1 are those for filter row u shifted by d whole rows. So the taps of one
-    filter row are copied once into a stack, and every filter row multiplies a shifted view of it (the stack holds
-    the taps of all filter rows when one row sums fewer than MIN_TERMS terms). At larger strides every tap is
-    copied, on the output's own width. With ``ones_row`` the first matrix has a last row of ones, for the biases.
+    filter row are copied once into a stack, and every filter row multiplies a shifted view of it. When one filter
+    row sums fewer than MIN_TERMS terms (few channels), and at larger strides, every tap is copied instead, on the
+    output's own width, and one product takes them all. With ``ones_row`` the first matrix has a last row of ones,
+    for the biases.
     """
 
     def __init__(self, x, HH, WW, stride, pad_h, pad_w, dilation, dtype, ones_row=False):
@@ -108,21 +108,19 @@ class _Bands:
         self.W_out = (W + 2 * pad_w - d * (WW - 1) - 1) // S + 1
         self.N, self.C, self.HH, self.WW, self.S, self.d = N, C, HH, WW, S, d
         self.x, self.pad_h, self.pad_w = x, pad_h, pad_w
-        if S == 1:
-            self.width = W + 2 * pad_w
-            self.group = HH if C * WW < MIN_TERMS else 1
-            self.extra = (HH - self.group) * d          # rows that the later filter rows read below a band
-            if self.group > 1:
-                # Few channels: x_pad, flattened, with one more row of zeros (so that the last window row may run
-                # past the padded width), from which all the taps of a band are copied at once
-                padded = np.zeros((N, C, H + 2 * pad_h + 1, self.width), dtype=dtype)
-                r0, r1 = _valid(-pad_h, 1, padded.shape[2], H)
-                c0, c1 = _valid(-pad_w, 1, self.width, W)
-                padded[:, :, r0:r1, c0:c1] = x[:, :, r0 - pad_h:r1 - pad_h, c0 - pad_w:c1 - pad_w]
-                self.source = padded.reshape(N, C, -1)
+        # Stride 1 with enough terms per filter row: the shifted rows; otherwise every tap copied, on the output's
+        # own width (few channels, as in a first layer on RGB images: the copies are cheaper than the products'
+        # extra columns and the cuts would be)
+        self.shifted = S == 1 and C * WW >= MIN_TERMS
+        if self.shifted:
+            self.width, self.group = W + 2 * pad_w, 1
+            self.extra = (HH - 1) * d                   # rows that the later filter rows read below a band
         else:
             self.width, self.group, self.extra = self.W_out, HH, 0
-            self.source = np.pad(x.astype(dtype, copy=False), [(0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)])
+            # x_pad; a negative pad (the data gradient of a layer padded by more than its filter) crops instead
+            cropped = x[:, :, max(0, -pad_h):H - max(0, -pad_h), max(0, -pad_w):W - max(0, -pad_w)]
+            self.source = np.pad(cropped.astype(dtype, copy=False),
+                                 [(0, 0), (0, 0), (max(0, pad_h),) * 2, (max(0, pad_w),) * 2])
         self.K = self.group * WW * C
         self.starts = range(0, HH, self.group)
         row_bytes = self.K * self.width * np.dtype(dtype).itemsize
@@ -132,8 +130,10 @@ class _Bands:
         whole = row_bytes * (self.H_out + self.extra)
         self.images = max(1, min(N, BAND_BYTES // whole)) if self.rows == self.H_out else 1
         self.ones = int(ones_row)
-        # zeros: where a tap reads the padding, the stack keeps the zeros it starts with
-        self.stack = np.zeros((self.images, self.K + self.ones, (self.rows + self.extra) * self.width), dtype=dtype)
+        # shifted rows: where a tap reads the padding, the stack keeps the zeros it starts with (otherwise every
+        # value is copied in)
+        self.stack = (np.zeros if self.shifted else np.empty)(
+            (self.images, self.K + self.ones, (self.rows + self.extra) * self.width), dtype=dtype)
         if ones_row:
             self.stack[:, -1] = 1
 
@@ -155,17 +155,8 @@ class _Bands:
             stack = self.stack[:k]
             for top in range(0, self.H_out, self.rows):
                 r = min(self.rows, self.H_out - top)
-                if S == 1 and self.group == 1:
+                if self.shifted:
                     self._fill(stack, n, k, top, r + self.extra)
-                elif S == 1:
-                    # tap (u, v) of the band: the run of `length` values that starts u d rows and v d columns
-                    # after the band's first value; all taps at once as a read-only strided view
-                    length = (r + self.extra) * width
-                    band = self.source[n:n + k, :, top * width:]
-                    step = band.strides[2]
-                    runs = as_strided(band, shape=(k, C, self.group, WW, length), writeable=False,
-                                      strides=band.strides[:2] + (d * width * step, d * step, step))
-                    stack[:, :self.K, :length].reshape(k, C, self.group, WW, length)[...] = runs
                 else:
                     rows = slice(top * S, (top + r - 1) * S + self.d * (self.HH - 1) + 1)
                     windows = _windows(self.source[n:n + k, :, rows], self.HH, WW, S, d)   # (k, C, r, W', HH, WW)
