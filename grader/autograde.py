@@ -351,6 +351,8 @@ def autograde(course: Course, assignments: list[str] | None = None, students: li
             writer.record(result)
             if result.ok:
                 schedule.finished(result.student, result.assignment, result.notebook, result.seconds)
+            else:
+                schedule.failed(result.assignment, result.notebook)
             report.results.append(result)
             if progress is not None:
                 progress.advance(result)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, Generic, Hashable, Iterable, TypeVar
+from typing import Callable, Generic, Iterable, TypeVar
 
 S = TypeVar("S")
 
@@ -50,6 +50,8 @@ class Schedule(Generic[S]):
         self.keys_order = list(dict.fromkeys(_key(item) for item in self.pending))
         self.students_order = sorted({item.student for item in self.pending})
         self.probes = 0
+        self._ranks = ({k: n for n, k in enumerate(self.keys_order)},
+                       {s: n for n, s in enumerate(self.students_order)})
 
     @property
     def remaining(self) -> int:
@@ -58,7 +60,21 @@ class Schedule(Generic[S]):
     def next(self) -> S | None:
         if not self.pending:
             return None
-        item = self._probe() or max(self.pending, key=self._priority)
+        item = self._probe()
+        if item is None:
+            # the estimates once per call, each item's a product of two looked-up numbers: a class of thousands of
+            # notebooks costs milliseconds per choice
+            typical = {key: self.typical(key) for key in {*self.keys_order, *self.times, *self.started}}
+            factor = {student: self.factor(student, typical) for student in self.students_order}
+            key_rank, student_rank = self._ranks
+
+            def priority(i: S) -> tuple:
+                earlier = self.own.get((i.student, i.assignment, i.notebook))
+                expected = earlier if earlier is not None else typical[_key(i)] * factor[i.student]
+                # ties (nothing known yet) in the order given: the course's assignments, then students by name
+                return (expected, -key_rank[_key(i)], -student_rank[i.student])
+
+            item = max(self.pending, key=priority)
         self.pending.remove(item)
         key = _key(item)
         if key not in self.times:
@@ -70,6 +86,12 @@ class Schedule(Generic[S]):
         self.times.setdefault(key, []).append(seconds)
         self.started.pop(key, None)
         self.graded.setdefault(student, []).append((key, seconds))
+
+    def failed(self, assignment: str, notebook: str) -> None:
+        """A notebook that could not be graded says nothing about the time its assignment takes: if it was the
+        first of its assignment, the next one is tried as the first instead."""
+        if (assignment, notebook) not in self.times:
+            self.started.pop((assignment, notebook), None)
 
     # -- estimates ------------------------------------------------------------------------------------------------
     def _probe(self) -> S | None:
@@ -93,9 +115,10 @@ class Schedule(Generic[S]):
             return self.clock() - self.started[key]
         return 0.0
 
-    def factor(self, student: str) -> float:
-        ratios = [seconds / typical for key, seconds in self.graded.get(student, [])
-                  if (typical := self.typical(key)) > 0]
+    def factor(self, student: str, typical: dict[Key, float] | None = None) -> float:
+        """The student's pace: the median over their notebooks graded in this run of time / typical time."""
+        ratios = [seconds / t for key, seconds in self.graded.get(student, [])
+                  if (t := typical[key] if typical is not None else self.typical(key)) > 0]
         return statistics.median(ratios) if ratios else 1.0
 
     def expected(self, item: S) -> float:
@@ -104,14 +127,6 @@ class Schedule(Generic[S]):
             return earlier
         return self.typical(_key(item)) * self.factor(item.student)
 
-    def _priority(self, item: S) -> tuple:
-        # ties (nothing known yet) in the order given: the course's assignments, students by name
-        return (self.expected(item), -self.keys_order.index(_key(item)), _rank(self.students_order, item.student))
-
 
 def _key(item) -> Key:
     return (item.assignment, item.notebook)
-
-
-def _rank(order: list[Hashable], value: Hashable) -> int:
-    return -order.index(value)

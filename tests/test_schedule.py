@@ -127,3 +127,17 @@ def test_an_assignment_still_running_counts_as_long_as_it_has_run():
     schedule.finished(probe1.student, probe1.assignment, probe1.notebook, 2.0)   # a1 took 2 s
     clock.now = 10.0                                                            # a2 has been running 10 s
     assert schedule.next().assignment == "a2"
+
+
+def test_a_notebook_that_could_not_be_graded_does_not_make_its_assignment_look_long():
+    items = [Sub(s, a) for a in ("a1", "a2") for s in ("x", "y")]
+    clock = Clock()
+    schedule = Schedule(items, clock=clock)
+    first, second = schedule.next(), schedule.next()          # the probes of a1 and a2
+    schedule.failed(first.assignment, first.notebook)          # a1's probe was not a notebook
+    schedule.finished(second.student, second.assignment, second.notebook, 5.0)
+    clock.now = 100.0
+    # a1 is tried again as a first notebook (a probe), not taken for a notebook that has run for 100 s
+    assert schedule.next().assignment == "a1"
+    assert schedule.typical(("a1", "nb.ipynb")) == 0.0         # its first start is now, not the failed one's
+
