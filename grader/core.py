@@ -251,6 +251,7 @@ class Grader:
         self._sources: dict[tuple[str, str], tuple[nbformat.NotebookNode, str]] = {}
         self._source_ids: dict[str, set[str]] | None = None
         self._spare: tuple[str, KernelSession] | None = None  # (assignment, launched kernel) for the next one
+        self._workdir_files: dict[str, tuple] = {}                # per assignment, see _files
 
     # -- what stays loaded ----------------------------------------------------------------------------------------
     def source(self, assignment: str, notebook: str) -> tuple[nbformat.NotebookNode, str]:
@@ -298,8 +299,11 @@ class Grader:
 
     def _files(self, assignment: str) -> tuple:
         """What a kernel's workdir holds for ``assignment``: kernels launched with the same serve either."""
-        folder = self.course.source / assignment
-        return tuple((str(p.relative_to(folder)), sha256(p.read_bytes())) for p in self.course.extra_files(assignment))
+        if assignment not in self._workdir_files:
+            folder = self.course.source / assignment
+            self._workdir_files[assignment] = tuple((str(p.relative_to(folder)), sha256(p.read_bytes()))
+                                                    for p in self.course.extra_files(assignment))
+        return self._workdir_files[assignment]
 
     def _kernel_for(self, assignment: str) -> KernelSession:
         if self._spare is not None:
