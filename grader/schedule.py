@@ -69,10 +69,8 @@ class Schedule(Generic[S]):
             key_rank, student_rank = self._ranks
 
             def priority(i: S) -> tuple:
-                earlier = self.own.get((i.student, i.assignment, i.notebook))
-                expected = earlier if earlier is not None else typical[_key(i)] * factor[i.student]
                 # ties (nothing known yet) in the order given: the course's assignments, then students by name
-                return (expected, -key_rank[_key(i)], -student_rank[i.student])
+                return (self.expected(i, typical, factor), -key_rank[_key(i)], -student_rank[i.student])
 
             item = max(self.pending, key=priority)
         self.pending.remove(item)
@@ -121,11 +119,15 @@ class Schedule(Generic[S]):
                   if (t := typical[key] if typical is not None else self.typical(key)) > 0]
         return statistics.median(ratios) if ratios else 1.0
 
-    def expected(self, item: S) -> float:
+    def expected(self, item: S, typical: dict[Key, float] | None = None,
+                 factors: dict[str, float] | None = None) -> float:
+        """The item's earlier time, else its typical time times its student's factor (``typical`` and ``factors``:
+        those already worked out for this choice)."""
         earlier = self.own.get((item.student, *_key(item)))
         if earlier is not None:
             return earlier
-        return self.typical(_key(item)) * self.factor(item.student)
+        t = typical[_key(item)] if typical is not None else self.typical(_key(item))
+        return t * (factors[item.student] if factors is not None else self.factor(item.student))
 
 
 def _key(item) -> Key:

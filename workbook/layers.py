@@ -118,9 +118,10 @@ class _Bands:
         else:
             self.width, self.group, self.extra = self.W_out, HH, 0
             # x_pad; a negative pad (the data gradient of a layer padded by more than its filter) crops instead
-            cropped = x[:, :, max(0, -pad_h):H - max(0, -pad_h), max(0, -pad_w):W - max(0, -pad_w)]
+            crop_h, crop_w = max(0, -pad_h), max(0, -pad_w)
+            cropped = x[:, :, crop_h:H - crop_h, crop_w:W - crop_w]
             self.source = np.pad(cropped.astype(dtype, copy=False),
-                                 [(0, 0), (0, 0), (max(0, pad_h),) * 2, (max(0, pad_w),) * 2])
+                                 [(0, 0), (0, 0), (pad_h + crop_h,) * 2, (pad_w + crop_w,) * 2])
         self.K = self.group * WW * C
         self.starts = range(0, HH, self.group)
         row_bytes = self.K * self.width * np.dtype(dtype).itemsize
