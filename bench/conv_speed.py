@@ -28,8 +28,8 @@ Targets, printed with each row: every float32 row at most 2x torch, conv forward
 most 1.5x; float64 rows no worse than the baseline (``bench/baseline.json``, the same bench run on the layers before
 they were made faster, within 10% for timing noise); the peak memory of each layer at most twice the baseline's.
 ``gemm`` is the limit that explains a convolution row: the matrix products of the layer alone (the shapes an im2col
-layer needs, contiguous operands, in blocks of 2048 output positions), over torch's whole layer; ``copy`` the same
-for pooling, one copy of the input.
+layer needs, contiguous operands with rows an odd number of cache lines apart, in blocks of 2048 output positions),
+over torch's whole layer; ``copy`` the same for pooling, one copy of the input.
 
     make bench                                        # or: .venv/bin/python bench/conv_speed.py
     .venv/bin/python bench/conv_speed.py --quick      # a smoke run: the first layer, float32, 3 calls
@@ -214,31 +214,42 @@ class Layers:
         return self.ref05.max_pool_forward_im2col, self.ref05.max_pool_backward_im2col
 
 
+def _odd_lines(count: int, dtype) -> int:
+    """count rounded up so that rows of that many items are an odd number of 64-byte cache lines apart (rows a
+    multiple of 1 kB apart share a few of the cache's sets; the given layers pad theirs the same way)."""
+    item = np.dtype(dtype).itemsize
+    lines = -(-count * item // 64)
+    return (lines + 1 - lines % 2) * 64 // item
+
+
 def _gemm_limit(x_shape, w_shape, dtype, backward: bool):
     """The matrix products of an im2col convolution of this shape alone, in blocks of at most LIMIT_BLOCK output
     positions (OpenBLAS is slower on one product over a whole large image): W_row @ X_col forward; dW_row^T =
-    X_col dO^T and dX_col = W_row^T @ dO backward. Contiguous operands, nothing else."""
+    X_col dO^T and dX_col = W_row^T @ dO backward. Contiguous operands (rows an odd number of cache lines apart,
+    dO^T a contiguous array), nothing else."""
     N, C, H, W = x_shape
     F, _, HH, WW = w_shape
     rng = np.random.default_rng(1)
     K, M = C * HH * WW, H * W
     sizes = [LIMIT_BLOCK] * (M // LIMIT_BLOCK) + ([M % LIMIT_BLOCK] if M % LIMIT_BLOCK else [])   # one image
     block = max(sizes)
+    row = _odd_lines(block, dtype)
     w_rows = rng.standard_normal((F, K)).astype(dtype)
-    cols = rng.standard_normal((K, block)).astype(dtype)
-    grads = rng.standard_normal((F, block)).astype(dtype)
-    out, dw, dcols = np.empty((F, block), dtype), np.empty((K, F), dtype), np.empty((K, block), dtype)
-    pieces = [(cols[:, :m], grads[:, :m], out[:, :m], dcols[:, :m]) for m in sizes]
+    cols = rng.standard_normal((K, row)).astype(dtype)
+    grads = rng.standard_normal((F, row)).astype(dtype)
+    grads_t = np.ascontiguousarray(grads[:, :block].T)
+    out, dw, dcols = np.empty((F, row), dtype), np.empty((K, F), dtype), np.empty((K, row), dtype)
+    pieces = [(cols[:, :m], grads[:, :m], grads_t[:m], out[:, :m], dcols[:, :m]) for m in sizes]
 
     def forward():
         for _ in range(N):
-            for c, _g, o, _d in pieces:
+            for c, _g, _gt, o, _d in pieces:
                 np.matmul(w_rows, c, out=o)
 
     def both():
         for _ in range(N):
-            for c, g, _o, d in pieces:
-                np.matmul(c, g.T, out=dw)
+            for c, g, gt, _o, d in pieces:
+                np.matmul(c, gt, out=dw)
                 np.matmul(w_rows.T, g, out=d)
     return both if backward else forward
 

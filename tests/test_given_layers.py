@@ -171,7 +171,7 @@ def _owns_its_memory(a: np.ndarray) -> bool:
                          ids=lambda s: "x{}x{}x{}x{} w{}x{}x{} s{} p{} d{}".format(*s))
 def test_every_result_is_a_compact_array_of_its_own_size(shape):
     """What a layer returns costs what its shape says: 08_vgg_memory measures a forward pass against that count, and
-    a view that keeps a padded buffer alive (the products run over the padded width) would hold more."""
+    a view that kept a larger buffer alive (as when the products ran over the padded width) would hold more."""
     N, C, H, W, F, HH, WW, stride, pad, dilation = shape
     rng = np.random.default_rng(3)
     x = rng.standard_normal((N, C, H, W)).astype(np.float32)
