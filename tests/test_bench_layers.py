@@ -89,11 +89,44 @@ def test_pool_layers_of_the_bench_match_torch(torch, layer, dtype):
         _check(f"{name} backward", backward(dout, cache), xt.grad.numpy(), dtype)
 
 
-def test_the_dilated_references_in_many_bands_give_the_same_numbers():
-    """06's tap loops work in bands of about 256 K values; one-row bands (and one image each) give the same result."""
+def _shifted_cases(seed):
+    """Layers whose filter rows sum at least 64 terms (C * WW >= 64), where 06 copies the taps of one filter row and
+    shifts them for the others: with fewer and with more filters than channels (dx by the transposed convolution,
+    or tap by tap), dilated, padded beyond the filter, at stride 2."""
+    rng = np.random.default_rng(seed)
+    for x_shape, w_shape, conv_param in [((2, 22, 9, 9), (5, 22, 3, 3), {"stride": 1, "pad": 2, "dilation": 2}),
+                                         ((2, 22, 9, 9), (30, 22, 3, 3), {"stride": 1, "pad": 1, "dilation": 1}),
+                                         ((1, 33, 7, 8), (4, 33, 2, 2), {"stride": 1, "pad": 3, "dilation": 1}),
+                                         ((2, 22, 9, 9), (5, 22, 3, 3), {"stride": 2, "pad": 1, "dilation": 1})]:
+        x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+        b = rng.standard_normal(w_shape[0])
+        N, _, H, W = x_shape
+        d, P, S = conv_param["dilation"], conv_param["pad"], conv_param["stride"]
+        H_out = (H + 2 * P - d * (w_shape[2] - 1) - 1) // S + 1
+        W_out = (W + 2 * P - d * (w_shape[3] - 1) - 1) // S + 1
+        dout = rng.standard_normal((N, w_shape[0], H_out, W_out))
+        yield f"x{x_shape} w{w_shape} {conv_param}", (dout, x, w, b, conv_param)
+
+
+def test_the_dilated_references_in_many_bands_give_the_same_numbers(torch):
+    """06's tap loops work in bands of about 1 M values; one-row bands (and one image each) give the same result, and
+    so does torch where 06 shifts the copy of one filter row for the others."""
     ref = reference("06_1x1_and_dilated")
-    forward = ref.mutant("conv_forward_dilated", "(256 << 10)", "1")
-    backward = ref.mutant("conv_backward_dilated", "(256 << 10)", "1")
+    forward = ref.mutant("conv_forward_dilated", "(1 << 20)", "1")
+    backward = ref.mutant("conv_backward_dilated", "(1 << 20)", "1")
+    for label, (dout, x, w, b, conv_param) in _shifted_cases(107):
+        xt = torch.tensor(x, requires_grad=True)
+        wt = torch.tensor(w, requires_grad=True)
+        bt = torch.tensor(b, requires_grad=True)
+        out_t = torch.nn.functional.conv2d(xt, wt, bt, stride=conv_param["stride"], padding=conv_param["pad"],
+                                           dilation=conv_param["dilation"])
+        out_t.backward(torch.tensor(dout))
+        for name, layer in [("banded", (forward, backward)), ("reference", (ref.conv_forward_dilated,
+                                                                         ref.conv_backward_dilated))]:
+            out, cache = layer[0](x, w, b, dict(conv_param))
+            np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-10, atol=1e-10, err_msg=f"{name} {label}")
+            for got, want in zip(layer[1](dout, cache), (xt.grad, wt.grad, bt.grad)):
+                np.testing.assert_allclose(got, want.numpy(), rtol=1e-10, atol=1e-10, err_msg=f"{name} {label}")
     for case in conv_backward_cases(seed=105, dilation=True):
         dout, x, w, b, conv_param = case.args
         np.testing.assert_allclose(forward(x, w, b, dict(conv_param))[0],
