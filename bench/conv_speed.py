@@ -218,8 +218,7 @@ def _odd_lines(count: int, dtype) -> int:
     """count rounded up so that rows of that many items are an odd number of 64-byte cache lines apart (rows a
     multiple of 1 kB apart share a few of the cache's sets; the given layers pad theirs the same way)."""
     item = np.dtype(dtype).itemsize
-    lines = -(-count * item // 64)
-    return (lines + 1 - lines % 2) * 64 // item
+    return (-(-count * item // 64) | 1) * 64 // item
 
 
 def _gemm_limit(x_shape, w_shape, dtype, backward: bool):

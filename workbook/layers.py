@@ -137,8 +137,7 @@ class _Bands:
         # a 224-wide layer).
         length = (self.rows + self.extra) * self.W_out
         item = np.dtype(dtype).itemsize
-        lines = -(-length * item // 64)
-        length = (lines + 1 - lines % 2) * 64 // item
+        length = (-(-length * item // 64) | 1) * 64 // item
         # shifted rows: where a tap reads the padding, the stack keeps the zeros it starts with (otherwise every
         # value is copied in)
         self.stack = (np.zeros if self.shifted else np.empty)((self.images, self.K + self.ones, length), dtype=dtype)
