@@ -145,3 +145,20 @@ def test_the_pooling_backward_reference_in_small_slices_gives_the_same_numbers(t
         dout, x, p = case.args
         np.testing.assert_array_equal(backward(dout, (x, dict(p))), ref.max_pool_backward_im2col(dout, (x, dict(p))),
                                       err_msg=case.label)
+
+
+def test_the_bench_judges_float64_rows_by_their_ratio_or_their_own_time_and_float32_rows_by_the_ratio():
+    """torch's float64 times move by up to 2x between runs, so a float64 row is no worse than the baseline when
+    either its ratio to torch or its own time is within 10% of the baseline's; float32 rows have fixed ratios."""
+    shape = list(bench.LAYERS[1][0])
+    key = {"op": "conv backward", "shape": shape}
+    baseline = {bench._key({**key, "dtype": "float64"}): {"given_ratio": 1.74, "given_ms": 43.6, "given_mb": 9.0}}
+
+    def verdict(dtype, ratio, ms):
+        row = {**key, "dtype": dtype, "given_ratio": ratio, "given_ms": ms, "given_mb": 9.0}
+        return bench.verdicts(row, baseline)["given"]["time"]
+
+    assert verdict("float64", 1.80, 40.0)           # torch was faster this run; the layer itself was not slower
+    assert verdict("float64", 1.70, 60.0)           # the machine was slower; the ratio held
+    assert not verdict("float64", 2.21, 48.5)       # slower on both counts
+    assert verdict("float32", 1.99, 100.0) and not verdict("float32", 2.01, 1.0)
