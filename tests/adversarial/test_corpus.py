@@ -30,7 +30,10 @@ NEEDS_ISOLATION = {"snoop", "network", "seccomp_calls", "shm_b_reader", "planted
 
 @pytest.mark.slow
 def test_corpus_is_graded_by_the_trusted_path_in_one_batch(tmp_path):
-    course = make_course(tmp_path / "course", trusted=True, timeout=10)
+    # 30 s per cell: the memory bomb must touch 2 GiB before the limit stops it, about 1 s on an idle machine but
+    # 10 s when the rest of the suite keeps both cores busy (measured), and a cell stopped by the time limit first
+    # would not show that the memory limit holds
+    course = make_course(tmp_path / "course", trusted=True, timeout=30)
     source = cells.read(course.source / ASSIGNMENT / NOTEBOOK)
     release = cells.read(course.release / ASSIGNMENT / NOTEBOOK)
     secret, marker = host_secret(tmp_path)
