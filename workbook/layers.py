@@ -124,7 +124,8 @@ class _Bands:
                                  [(0, 0), (0, 0), (pad_h + crop_h,) * 2, (pad_w + crop_w,) * 2])
         self.K = self.group * WW * C
         self.starts = range(0, HH, self.group)
-        row_bytes = self.K * self.W_out * np.dtype(dtype).itemsize
+        item = np.dtype(dtype).itemsize
+        row_bytes = self.K * self.W_out * item
         # at least twice as many rows as the later filter rows read below the band, so that the copies of
         # those rows cost at most half of the band's own
         self.rows = min(self.H_out, max(1, 2 * self.extra, BAND_BYTES // row_bytes - self.extra))
@@ -135,9 +136,7 @@ class _Bands:
         # cache lines: rows a multiple of 1 kB apart (24 rows of 224 float32 are 21 kB, 21 x 1 kB) fall on a few of
         # the cache's sets and evict each other while a product reads them (measured: about 15% slower products on
         # a 224-wide layer).
-        length = (self.rows + self.extra) * self.W_out
-        item = np.dtype(dtype).itemsize
-        length = (-(-length * item // 64) | 1) * 64 // item
+        length = (-(-(self.rows + self.extra) * self.W_out * item // 64) | 1) * 64 // item
         # shifted rows: where a tap reads the padding, the stack keeps the zeros it starts with (otherwise every
         # value is copied in)
         self.stack = (np.zeros if self.shifted else np.empty)((self.images, self.K + self.ones, length), dtype=dtype)
