@@ -154,6 +154,36 @@ def test_the_pooling_backward_reference_in_small_slices_gives_the_same_numbers(t
                                       err_msg=case.label)
 
 
+# (N, C, H_out, W_out, pool_height, pool_width, stride): windows that do not overlap, which 05 pools through strided
+# views: tiling the input, 3x3, leaving gaps between them (stride > window), one row or one column high, 1x1
+DISJOINT_POOLS = [(2, 3, 3, 4, 2, 2, 2), (2, 1, 2, 3, 3, 3, 3), (2, 2, 3, 3, 2, 2, 3), (1, 2, 4, 3, 1, 2, 2),
+                  (1, 2, 3, 4, 2, 1, 2), (1, 1, 3, 3, 1, 1, 2), (3, 2, 2, 2, 1, 1, 1)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_disjoint_pooling_references_agree_with_the_naive_loops_on_ties_in_any_slices(dtype):
+    """05's strided-view pooling (rows' maxima first; the last window offset takes the gradient no earlier offset
+    held the maximum for) gives exactly 04's naive result where most windows hold their maximum more than once,
+    in its own slices of the batch and in one-plane slices."""
+    ref05, ref04 = reference("05_im2col"), reference("04_pooling")
+    forwards = [ref05.max_pool_forward_im2col, ref05.mutant("max_pool_forward_im2col", "(1 << 20)", "1")]
+    backwards = [ref05.max_pool_backward_im2col, ref05.mutant("max_pool_backward_im2col", "(256 << 10)", "1")]
+    rng = np.random.default_rng(109)
+    for N, C, Ho, Wo, ph, pw, stride in DISJOINT_POOLS:
+        x = rng.integers(0, 3, size=(N, C, (Ho - 1) * stride + ph, (Wo - 1) * stride + pw)).astype(dtype)
+        dout = rng.standard_normal((N, C, Ho, Wo)).astype(dtype)
+        p = {"pool_height": ph, "pool_width": pw, "stride": stride}
+        out, cache = ref04.max_pool_forward_naive(x, dict(p))
+        dx = ref04.max_pool_backward_naive(dout, cache)
+        for forward, backward in zip(forwards, backwards):
+            got, _ = forward(x, dict(p))
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(got, out, err_msg=str(p))
+            got = backward(dout, (x, dict(p)))
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(got, dx, err_msg=str(p))
+
+
 def test_the_bench_judges_float64_rows_by_their_ratio_or_their_own_time_and_float32_rows_by_the_ratio():
     """torch's float64 times move by up to 2x between runs, so a float64 row is no worse than the baseline when
     either its ratio to torch or its own time is within 10% of the baseline's; float32 rows have fixed ratios."""

@@ -123,6 +123,22 @@ def test_max_pool_ties_go_to_the_first_maximum_as_in_torch(torch):
     np.testing.assert_allclose(layers.max_pool_backward(dout, cache), xt.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("chunk", [1, 1 << 20])
+@pytest.mark.parametrize("shape", POOL_SHAPES + [(1, 2, 34, 34, 17, 17, 17)],
+                         ids=lambda s: "x{}x{}x{}x{} {}x{} s{}".format(*s))
+def test_max_pool_switches_are_the_first_maximum_of_each_window_where_most_windows_tie(monkeypatch, shape, chunk):
+    """The switches, against np.argmax (which returns the first maximum) over every window, in row-major order
+    within the window; a 17x17 window has offsets beyond 255, so its switches are not bytes. Without torch."""
+    monkeypatch.setattr(layers, "POOL_CHUNK_BYTES", chunk)
+    N, C, H, W, ph, pw, stride = shape
+    x = np.random.default_rng(sum(shape)).integers(0, 3, size=(N, C, H, W)).astype(np.float32)
+    out, (_, _, switches) = layers.max_pool_forward(x, {"pool_height": ph, "pool_width": pw, "stride": stride})
+    windows = np.lib.stride_tricks.sliding_window_view(x, (ph, pw), axis=(2, 3))[:, :, ::stride, ::stride]
+    windows = windows.reshape(*out.shape, ph * pw)
+    np.testing.assert_array_equal(out, windows.max(axis=-1))
+    np.testing.assert_array_equal(switches, windows.argmax(axis=-1))
+
+
 def test_global_pool_relu_and_affine_match_torch(torch):
     rng = np.random.default_rng(8)
     x = rng.standard_normal((3, 4, 5, 2))
