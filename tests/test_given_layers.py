@@ -22,6 +22,9 @@ CONV_SHAPES = [  # (N, C, H, W, F, HH, WW, stride, pad, dilation)
     (1, 3, 5, 5, 2, 3, 3, 1, 3, 1),       # more padding than the filter: dx crops dout
     (2, 5, 10, 10, 2, 3, 3, 3, 2, 2),     # stride 3 and dilation 2
     (2, 66, 7, 8, 2, 3, 2, 1, 3, 2),      # many channels, non-square filter, dilation 2
+    (2, 3, 12, 11, 5, 7, 5, 1, 2, 1),     # few channels, tall filters: blocks of output rows; 10 rows, not whole blocks
+    (3, 3, 17, 15, 4, 5, 5, 1, 4, 2),     # blocks of output rows, dilation 2: residues of 9 and 8 rows
+    (2, 4, 9, 10, 3, 5, 5, 1, 5, 1),      # blocks, and dx in blocks too, of dout cropped (pad beyond the filter)
 ]
 POOL_SHAPES = [  # (N, C, H, W, pool_height, pool_width, stride)
     (2, 3, 8, 8, 2, 2, 2), (1, 2, 7, 7, 3, 3, 2), (2, 1, 6, 5, 3, 3, 1), (1, 1, 4, 6, 2, 3, 1), (2, 2, 6, 6, 3, 3, 3),
@@ -70,11 +73,14 @@ def test_conv_in_many_bands_matches_one_band(monkeypatch):
 
 
 @pytest.mark.parametrize("settings", [{"BAND_BYTES": 1}, {"BAND_BYTES": 3000}, {"MIN_TERMS": 1},
-                                      {"MIN_TERMS": 10 ** 6}, {"MIN_TERMS": 1, "BAND_BYTES": 1}],
+                                      {"MIN_TERMS": 10 ** 6}, {"MIN_TERMS": 1, "BAND_BYTES": 1},
+                                      {"BLOCK_ROWS": 1}, {"BLOCK_ROWS": 3, "BAND_BYTES": 1},
+                                      {"BLOCK_MIN_SIZE": 10 ** 6}],
                          ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
 @pytest.mark.parametrize("shape", CONV_SHAPES, ids=lambda s: "x{}x{}x{}x{} w{}x{}x{} s{} p{} d{}".format(*s))
 def test_conv_gives_the_same_numbers_however_the_work_is_cut(monkeypatch, shape, settings):
-    """Bands of one row, a stack per filter row or one for all of them: the same sums in another order."""
+    """Bands of one row, a stack per filter row or one for all of them, blocks of 1 or 3 output rows per product or
+    none: the same sums in another order."""
     N, C, H, W, F, HH, WW, stride, pad, dilation = shape
     rng = np.random.default_rng(sum(shape))
     x, w, b = (rng.standard_normal(s) for s in [(N, C, H, W), (F, C, HH, WW), (F,)])
