@@ -13,8 +13,8 @@ layer in the notebook where that layer is the exercise. The convolutions copy th
 of a few images at a time (a few MB, which stay in the processor's cache) and multiply the copies with the
 filters; at stride 1 with enough channels they copy only the taps of one filter row, and the filter rows after the
 first read the same copy shifted by whole rows instead of copies of their own; with few channels and few, tall
-filters, one copy and one product serve a block of four output rows. The data gradient at
-stride 1 is itself a correlation, of dout with the flipped filters. Max pooling keeps the switches (the position of
+filters, one copy and one product serve a block of four output rows, in both passes. The data gradient at
+stride 1 is otherwise itself a correlation, of dout with the flipped filters. Max pooling keeps the switches (the position of
 each window's maximum) in the cache. The test suite checks every layer against PyTorch, forward and backward, in
 float32 and float64.
 
@@ -46,7 +46,7 @@ BAND_BYTES = 4 << 20
 MIN_TERMS = 64
 #: Few channels at stride 1 (a filter row sums fewer than MIN_TERMS terms, a whole filter at least MIN_TERMS), filters
 #: at least BLOCK_MIN_SIZE high and at most BLOCK_MAX_FILTERS of them: each product computes BLOCK_ROWS output rows
-#: at once (see _correlate_blocks).
+#: at once, forward and backward (see _Blocks).
 BLOCK_ROWS, BLOCK_MIN_SIZE, BLOCK_MAX_FILTERS = 4, 5, 32
 #: Bytes of each slice of the batch that the max-pooling layers work through at a time.
 POOL_CHUNK_BYTES = 1 << 20
@@ -194,66 +194,141 @@ class _Bands:
             plane[:, :, lo:hi, ql:qh] = self.x[n:n + k, :, first + lo:first + hi, left + ql:left + qh]
 
 
-def _correlate_blocks(x, w, b, pad_h, pad_w, d, dtype, p):
-    """_correlate at stride 1 for few channels and few, tall filters: p output rows per product.
+def _blocked(w_shape, stride):
+    """Whether a layer with filters of this shape (F, C, HH, WW) at this stride works in blocks of output rows."""
+    F, C, HH, WW = w_shape
+    return (stride == 1 and C * WW < MIN_TERMS <= C * HH * WW and HH >= BLOCK_MIN_SIZE
+            and F <= BLOCK_MAX_FILTERS)
+
+
+class _Blocks:
+    """Stride 1 with few channels and few, tall filters: output rows in blocks of p, one product per block.
 
     Every tap copied gives one product with F rows, and a first layer's 32 filters or fewer make a product far from
     the BLAS's best. Output rows i + s d (s < p) read the rows i + (s + u) d (u < HH) of x_pad: HH + p - 1 rows, d
-    apart. Copied once for a block of p output rows (as rows (c, t, v), t < HH + p - 1), they meet the filters
-    for all p rows in one product of p F rows, the filters of output row s shifted by s rows and zero elsewhere:
-    (HH + p - 1) / HH more multiplications, in a product that runs about twice as fast, and each input value is
-    copied (HH + p - 1) / p times per tap column instead of HH. With d > 1 the rows of each residue mod d are a
-    problem of their own.
+    apart. Copied once for a block of p output rows (as rows (c, t, v), t < HH + p - 1, of a stack whose columns
+    are the blocks' output columns, image by image), they meet the filters of all p rows in one product of p F
+    rows, the filters of output row s shifted by s rows and zero elsewhere (``weights``): (HH + p - 1) / HH times
+    the multiplications, in a product that runs much faster, and each input value copied (HH + p - 1) / p times per
+    tap column instead of HH times. The filter and data gradients use the same products transposed. With d > 1 the
+    output rows of each residue mod d are a problem of their own.
+
+    Iterating gives (rho, n, k, count): the output rows rho, rho + d, ... of images n .. n+k-1, in ``count`` blocks.
     """
-    N, C, H, W = x.shape
-    F, _, HH, WW = w.shape
-    H_out, W_out = H + 2 * pad_h - d * (HH - 1), W + 2 * pad_w - d * (WW - 1)
-    R, ones = HH + p - 1, int(b is not None)
-    K = C * R * WW
-    blocked = np.zeros((p, F, C, R, WW), dtype=dtype)
-    for s in range(p):
-        blocked[s, :, :, s:s + HH] = w
-    blocked = blocked.reshape(p * F, K)
-    if b is not None:
-        blocked = np.concatenate([blocked, np.tile(b.astype(dtype, copy=False), p)[:, None]], axis=1)
-    # x_pad, with zero rows below it for whole blocks in every residue (a negative pad crops instead)
-    blocks = -(-(-(-H_out // d)) // p)                   # blocks of the residue with the most output rows
-    crop_h, crop_w = max(0, -pad_h), max(0, -pad_w)
-    below = d * (blocks * p + HH - 1) - (H + 2 * pad_h)
-    source = np.pad(x[:, :, crop_h:H - crop_h, crop_w:W - crop_w].astype(dtype, copy=False),
-                    [(0, 0), (0, 0), (pad_h + crop_h, pad_h + crop_h + below), (pad_w + crop_w,) * 2])
-    out = np.empty((N, F, H_out, W_out), dtype=dtype)
-    item = np.dtype(dtype).itemsize
-    images = max(1, min(N, BAND_BYTES // ((K + ones) * blocks * W_out * item)))
-    stack_buffer = np.empty((K + ones) * images * blocks * W_out, dtype=dtype)
-    product_buffer = np.empty(p * F * images * blocks * W_out, dtype=dtype)
-    for rho in range(min(d, H_out)):
-        rows = len(range(rho, H_out, d))                 # output rows rho, rho + d, ...
-        count = -(-rows // p)                            # their blocks
-        span = (WW - 1) * d + 1
-        windows = sliding_window_view(source[:, :, rho::d], (R, span), axis=(2, 3))[:, :, :count * p:p, :W_out, :, ::d]
-        for n in range(0, N, images):
-            k = min(images, N - n)
-            stack = stack_buffer[:(K + ones) * k * count * W_out].reshape(K + ones, k, count * W_out)
-            stack[:K].reshape(C, R, WW, k, count, W_out)[...] = windows[n:n + k].transpose(1, 4, 5, 0, 2, 3)
-            if ones:
-                stack[K] = 1
-            product = product_buffer[:p * F * k * count * W_out].reshape(p * F, k * count * W_out)
-            np.matmul(blocked, stack.reshape(K + ones, -1), out=product)
-            product = product.reshape(p, F, k, count, W_out)
-            target = out[n:n + k, :, rho::d]
-            for s in range(p):                           # output rows rho + (b p + s) d, b = 0, 1, ...
-                rows_s = target[:, :, s::p]
-                rows_s[...] = product[s, :, :, :rows_s.shape[2]].transpose(1, 0, 2, 3)
+
+    def __init__(self, x_shape, w_shape, pad_h, pad_w, d, dtype, p):
+        N, C, H, W = x_shape
+        F, _, HH, WW = w_shape
+        self.N, self.C, self.F, self.HH, self.WW, self.d, self.p = N, C, F, HH, WW, d, p
+        self.H_out, self.W_out = H + 2 * pad_h - d * (HH - 1), W + 2 * pad_w - d * (WW - 1)
+        self.R = HH + p - 1
+        self.K = C * self.R * WW
+        self.blocks = -(-(-(-self.H_out // d)) // p)           # blocks of the residue with the most output rows
+        self.rows = d * (self.blocks * p + HH - 1)              # rows of x_pad read, zeros below x_pad included
+        per_image = (self.K + 1) * self.blocks * self.W_out * np.dtype(dtype).itemsize
+        self.images = max(1, min(N, BAND_BYTES // per_image))
+        self.dtype = dtype
+
+    def __iter__(self):
+        for rho in range(min(self.d, self.H_out)):
+            count = -(-len(range(rho, self.H_out, self.d)) // self.p)
+            for n in range(0, self.N, self.images):
+                yield rho, n, min(self.images, self.N - n), count
+
+    def weights(self, w, b=None):
+        """(p F, K) (one more column, b, with b): rows (s, f), columns (c, t, v), w[f, c, t - s, v] or 0."""
+        F, C, HH, WW, p = self.F, self.C, self.HH, self.WW, self.p
+        blocked = np.zeros((p, F, C, self.R, WW), dtype=self.dtype)
+        for s in range(p):
+            blocked[s, :, :, s:s + HH] = w
+        blocked = blocked.reshape(p * F, self.K)
+        if b is None:
+            return blocked
+        return np.concatenate([blocked, np.tile(b.astype(self.dtype, copy=False), p)[:, None]], axis=1)
+
+    def source(self, x, pad_h, pad_w):
+        """x_pad with the zero rows below it that whole blocks read (a negative pad crops instead)."""
+        H, W = x.shape[2:]
+        crop_h, crop_w = max(0, -pad_h), max(0, -pad_w)
+        below = self.rows - (H + 2 * pad_h)
+        return np.pad(x[:, :, crop_h:H - crop_h, crop_w:W - crop_w].astype(self.dtype, copy=False),
+                      [(0, 0), (0, 0), (pad_h + crop_h, pad_h + crop_h + below), (pad_w + crop_w,) * 2])
+
+    def fill(self, buffer, source, rho, n, k, count, ones=0):
+        """The stack of one band, (K + ones, k, count W'), in buffer; with ones, a last row of ones."""
+        C, R, WW, d, W_out = self.C, self.R, self.WW, self.d, self.W_out
+        stack = buffer[:(self.K + ones) * k * count * W_out].reshape(self.K + ones, k, count * W_out)
+        windows = sliding_window_view(source[n:n + k, :, rho::d], (R, (WW - 1) * d + 1), axis=(2, 3))
+        stack[:self.K].reshape(C, R, WW, k, count, W_out)[...] = \
+            windows[:, :, :count * self.p:self.p, :W_out, :, ::d].transpose(1, 4, 5, 0, 2, 3)
+        if ones:
+            stack[self.K] = 1
+        return stack
+
+    def output_rows(self, a, rho, n, k):
+        """Views of a (N, F, H', W') array, for s < p: its rows rho + (b p + s) d of images n .. n+k-1."""
+        rows = a[n:n + k, :, rho::self.d]
+        return [rows[:, :, s::self.p] for s in range(self.p)]
+
+
+def _correlate_blocks(x, w, b, pad_h, pad_w, d, dtype):
+    """_correlate in blocks of output rows (_Blocks)."""
+    blocks = _Blocks(x.shape, w.shape, pad_h, pad_w, d, dtype, BLOCK_ROWS)
+    weights, ones = blocks.weights(w, b), int(b is not None)
+    source = blocks.source(x, pad_h, pad_w)
+    out = np.empty((x.shape[0], w.shape[0], blocks.H_out, blocks.W_out), dtype=dtype)
+    size = blocks.images * blocks.blocks * blocks.W_out
+    stacks, products = np.empty((blocks.K + ones) * size, dtype=dtype), np.empty(weights.shape[0] * size, dtype=dtype)
+    for rho, n, k, count in blocks:
+        stack = blocks.fill(stacks, source, rho, n, k, count, ones)
+        product = products[:weights.shape[0] * k * count * blocks.W_out].reshape(weights.shape[0], -1)
+        np.matmul(weights, stack.reshape(stack.shape[0], -1), out=product)
+        product = product.reshape(blocks.p, blocks.F, k, count, blocks.W_out)
+        for s, rows in enumerate(blocks.output_rows(out, rho, n, k)):
+            rows[...] = product[s, :, :, :rows.shape[2]].transpose(1, 0, 2, 3)
     return out
+
+
+def _gradients_blocks(x, w, dout, pad, d, dtype):
+    """(dx, dw) of a layer that works in blocks of output rows (_Blocks): dout of a band as (p F, outputs), the
+    product of its transpose with the stack gives the blocked filters' gradient, and the blocked filters' transpose
+    times it the stack's gradient, added back tap by tap."""
+    blocks = _Blocks(x.shape, w.shape, pad, pad, d, dtype, BLOCK_ROWS)
+    p, F, C, R, WW, W_out = blocks.p, blocks.F, blocks.C, blocks.R, blocks.WW, blocks.W_out
+    weights_t = np.ascontiguousarray(blocks.weights(w).T)                      # (K, p F)
+    source = blocks.source(x, pad, pad)
+    dx_pad = np.zeros(source.shape, dtype=dtype)
+    d_weights = np.zeros((p * F, blocks.K), dtype=dtype)
+    size = blocks.images * blocks.blocks * W_out
+    stacks, d_stacks = np.empty(blocks.K * size, dtype=dtype), np.empty(blocks.K * size, dtype=dtype)
+    grads_buffer = np.empty(p * F * size, dtype=dtype)
+    for rho, n, k, count in blocks:
+        stack = blocks.fill(stacks, source, rho, n, k, count).reshape(blocks.K, -1)
+        grads = grads_buffer[:p * F * k * count * W_out].reshape(p, F, k, count, W_out)
+        for s, rows in enumerate(blocks.output_rows(dout, rho, n, k)):
+            grads[s, :, :, :rows.shape[2]] = rows.transpose(1, 0, 2, 3)
+            grads[s, :, :, rows.shape[2]:] = 0                                # rows past the last output row
+        grads = grads.reshape(p * F, -1)
+        d_weights += grads @ stack.T
+        d_stack = d_stacks[:blocks.K * k * count * W_out].reshape(blocks.K, -1)
+        np.matmul(weights_t, grads, out=d_stack)
+        d_stack = d_stack.reshape(C, R, WW, k, count, W_out)
+        rows = dx_pad[n:n + k, :, rho::d]
+        for t in range(R):
+            for v in range(WW):
+                # tap (t, v) of block b reads row t + b p of the residue: distinct rows, so += adds each share once
+                rows[:, :, t:t + p * (count - 1) + 1:p, v * d:v * d + W_out] += d_stack[:, t, v].transpose(1, 0, 2, 3)
+    d_weights = d_weights.reshape(p, F, C, R, WW)
+    dw = sum(d_weights[s, :, :, s:s + blocks.HH] for s in range(p))
+    H, W = x.shape[2:]
+    return np.ascontiguousarray(dx_pad[:, :, pad:pad + H, pad:pad + W]), np.ascontiguousarray(dw)
 
 
 def _correlate(x, w, b, stride, pad_h, pad_w, dilation, dtype):
     """out[n, f, i, j] = b[f] + sum_{c,u,v} w[f, c, u, v] x_pad[n, c, i*S + u*d, j*S + v*d] (b may be None)."""
-    F, C, HH, WW = w.shape
-    if (stride == 1 and C * WW < MIN_TERMS <= C * HH * WW and HH >= BLOCK_MIN_SIZE
-            and F <= BLOCK_MAX_FILTERS):
-        return _correlate_blocks(x, w, b, pad_h, pad_w, dilation, dtype, BLOCK_ROWS)
+    F = w.shape[0]
+    if _blocked(w.shape, stride):
+        return _correlate_blocks(x, w, b, pad_h, pad_w, dilation, dtype)
     bands = _Bands(x, w.shape[2], w.shape[3], stride, pad_h, pad_w, dilation, dtype, ones_row=b is not None)
     weights = bands.weights(w, b, dtype)
     out = np.empty((x.shape[0], F, bands.H_out, bands.W_out), dtype=dtype)
@@ -330,6 +405,9 @@ def conv_backward(dout, cache):
     H_out, W_out = dout.shape[2:]
     dtype = np.result_type(x, w, dout)
     db = dout.sum(axis=(0, 2, 3), dtype=dtype)
+    if _blocked(w.shape, stride):
+        dx, dw = _gradients_blocks(x, w, dout, pad, d, dtype)
+        return dx, dw, db
     dw = _filter_gradient(x, dout, w.shape, stride, pad, d, dtype)
     if stride == 1 and C >= F:
         # dx[n, c, h, q] = sum_{f,u,v} w[f, c, u, v] dout[n, f, h + P - ud, q + P - vd]: a correlation of dout,
