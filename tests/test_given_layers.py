@@ -74,7 +74,7 @@ def test_conv_in_many_bands_matches_one_band(monkeypatch):
 
 @pytest.mark.parametrize("settings", [{"BAND_BYTES": 1}, {"BAND_BYTES": 3000}, {"MIN_TERMS": 1},
                                       {"MIN_TERMS": 10 ** 6}, {"MIN_TERMS": 1, "BAND_BYTES": 1},
-                                      {"BLOCK_ROWS": 1}, {"BLOCK_ROWS": 3, "BAND_BYTES": 1},
+                                      {"BLOCK_ROWS": 1}, {"BLOCK_ROWS": 3, "BLOCK_BYTES": 1},
                                       {"BLOCK_MIN_SIZE": 10 ** 6}],
                          ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
 @pytest.mark.parametrize("shape", CONV_SHAPES, ids=lambda s: "x{}x{}x{}x{} w{}x{}x{} s{} p{} d{}".format(*s))

@@ -40,14 +40,14 @@ __all__ = [
 ]
 
 #: Bytes of input copies that one band of a convolution works on (a few output rows of one image, or a few images).
-BAND_BYTES = 4 << 20
+BAND_BYTES = 8 << 20
 #: At stride 1 the taps of one filter row are stacked into one matrix product; when a filter row sums fewer
 #: terms than this (few channels, as in a first layer on RGB images), the taps of all filter rows are.
 MIN_TERMS = 64
 #: Few channels at stride 1 (a filter row sums fewer than MIN_TERMS terms, a whole filter at least MIN_TERMS), filters
 #: at least BLOCK_MIN_SIZE high and at most BLOCK_MAX_FILTERS of them: each product computes BLOCK_ROWS output rows
-#: at once, forward and backward (see _Blocks).
-BLOCK_ROWS, BLOCK_MIN_SIZE, BLOCK_MAX_FILTERS = 4, 5, 32
+#: at once, forward and backward (see _Blocks), on copies of about BLOCK_BYTES at a time.
+BLOCK_ROWS, BLOCK_MIN_SIZE, BLOCK_MAX_FILTERS, BLOCK_BYTES = 4, 5, 32, 4 << 20
 #: Bytes of each slice of the batch that the max-pooling layers work through at a time.
 POOL_CHUNK_BYTES = 1 << 20
 
@@ -226,7 +226,7 @@ class _Blocks:
         self.blocks = -(-(-(-self.H_out // d)) // p)           # blocks of the residue with the most output rows
         self.rows = d * (self.blocks * p + HH - 1)              # rows of x_pad read, zeros below x_pad included
         per_image = (self.K + 1) * self.blocks * self.W_out * np.dtype(dtype).itemsize
-        self.images = max(1, min(N, BAND_BYTES // per_image))
+        self.images = max(1, min(N, BLOCK_BYTES // per_image))
         self.dtype = dtype
 
     def __iter__(self):
