@@ -24,7 +24,8 @@ CONV_SHAPES = [  # (N, C, H, W, F, HH, WW, stride, pad, dilation)
     (2, 66, 7, 8, 2, 3, 2, 1, 3, 2),      # many channels, non-square filter, dilation 2
     (2, 3, 12, 11, 5, 7, 5, 1, 2, 1),     # few channels, tall filters: blocks of output rows; 10 rows, not whole blocks
     (3, 3, 17, 15, 4, 5, 5, 1, 4, 2),     # blocks of output rows, dilation 2: residues of 9 and 8 rows
-    (2, 4, 9, 10, 3, 5, 5, 1, 5, 1),      # blocks, and dx in blocks too, of dout cropped (pad beyond the filter)
+    (2, 4, 9, 10, 3, 5, 5, 1, 5, 1),      # blocks forward and backward, pad beyond the filter
+    (2, 20, 9, 10, 3, 5, 5, 1, 5, 1),     # one stack per filter row; dx a correlation in blocks, of dout cropped
 ]
 POOL_SHAPES = [  # (N, C, H, W, pool_height, pool_width, stride)
     (2, 3, 8, 8, 2, 2, 2), (1, 2, 7, 7, 3, 3, 2), (2, 1, 6, 5, 3, 3, 1), (1, 1, 4, 6, 2, 3, 1), (2, 2, 6, 6, 3, 3, 3),

@@ -290,9 +290,9 @@ def _correlate_blocks(x, w, b, pad_h, pad_w, d, dtype):
 
 
 def _gradients_blocks(x, w, dout, pad, d, dtype):
-    """(dx, dw) of a layer that works in blocks of output rows (_Blocks): dout of a band as (p F, outputs), the
-    product of its transpose with the stack gives the blocked filters' gradient, and the blocked filters' transpose
-    times it the stack's gradient, added back tap by tap."""
+    """(dx, dw) of a layer that works in blocks of output rows (_Blocks). With dout of a band as a (p F, outputs)
+    matrix G: G times the stack's transpose is the gradient of the blocked filters (whose shifted parts add up to
+    dw), and the blocked filters' transpose times G the gradient of the stack, added back into dx tap by tap."""
     blocks = _Blocks(x.shape, w.shape, pad, pad, d, dtype, BLOCK_ROWS)
     p, F, C, R, WW, W_out = blocks.p, blocks.F, blocks.C, blocks.R, blocks.WW, blocks.W_out
     weights_t = np.ascontiguousarray(blocks.weights(w).T)                      # (K, p F)
