@@ -14,9 +14,9 @@ of a few images at a time (a few MB, which stay in the processor's cache) and mu
 filters; at stride 1 with enough channels they copy only the taps of one filter row, and the filter rows after the
 first read the same copy shifted by whole rows instead of copies of their own; with few channels and few, tall
 filters, one copy and one product serve a block of four output rows, in both passes. The data gradient at
-stride 1 is otherwise itself a correlation, of dout with the flipped filters. Max pooling keeps the switches (the position of
-each window's maximum) in the cache. The test suite checks every layer against PyTorch, forward and backward, in
-float32 and float64.
+stride 1 is otherwise itself a correlation, of dout with the flipped filters. Max pooling keeps the switches (the
+position of each window's maximum) in the cache. The test suite checks every layer against PyTorch, forward and
+backward, in float32 and float64.
 
 Every result is an array of its own, exactly its size (never a view into a larger buffer): what a layer's output
 costs in memory is its shape times the item size, as 08_vgg_memory counts it.
