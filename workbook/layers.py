@@ -89,6 +89,15 @@ def _valid(start: int, step: int, count: int, size: int) -> tuple[int, int]:
 # Convolution (cross-correlation), with stride, zero-padding and dilation
 # ---------------------------------------------------------------------------------------------------------------
 
+def _padded(x, pad_h, pad_w, dtype, below=0):
+    """x_pad as dtype, with `below` more rows of zeros at the bottom. A negative pad (the data gradient of a layer
+    padded by more than its filter) crops instead."""
+    H, W = x.shape[2:]
+    crop_h, crop_w = max(0, -pad_h), max(0, -pad_w)
+    return np.pad(x[:, :, crop_h:H - crop_h, crop_w:W - crop_w].astype(dtype, copy=False),
+                  [(0, 0), (0, 0), (pad_h + crop_h, pad_h + crop_h + below), (pad_w + crop_w,) * 2])
+
+
 class _Bands:
     """The input values a correlation reads, copied for one band of output rows of a few images at a time.
 
@@ -122,11 +131,7 @@ class _Bands:
             self.extra = (HH - 1) * d                   # rows that the later filter rows read below a band
         else:
             self.group, self.extra = HH, 0
-            # x_pad; a negative pad (the data gradient of a layer padded by more than its filter) crops instead
-            crop_h, crop_w = max(0, -pad_h), max(0, -pad_w)
-            cropped = x[:, :, crop_h:H - crop_h, crop_w:W - crop_w]
-            self.source = np.pad(cropped.astype(dtype, copy=False),
-                                 [(0, 0), (0, 0), (pad_h + crop_h,) * 2, (pad_w + crop_w,) * 2])
+            self.source = _padded(x, pad_h, pad_w, dtype)
         self.K = self.group * WW * C
         self.starts = range(0, HH, self.group)
         item = np.dtype(dtype).itemsize
@@ -223,7 +228,8 @@ class _Blocks:
         self.H_out, self.W_out = H + 2 * pad_h - d * (HH - 1), W + 2 * pad_w - d * (WW - 1)
         self.R = HH + p - 1
         self.K = C * self.R * WW
-        self.blocks = -(-(-(-self.H_out // d)) // p)           # blocks of the residue with the most output rows
+        most = -(-self.H_out // d)                              # output rows of residue 0, the residue with most
+        self.blocks = -(-most // p)                             # its blocks
         self.rows = d * (self.blocks * p + HH - 1)              # rows of x_pad read, zeros below x_pad included
         per_image = (self.K + 1) * self.blocks * self.W_out * np.dtype(dtype).itemsize
         self.images = max(1, min(N, BLOCK_BYTES // per_image))
@@ -247,12 +253,8 @@ class _Blocks:
         return np.concatenate([blocked, np.tile(b.astype(self.dtype, copy=False), p)[:, None]], axis=1)
 
     def source(self, x, pad_h, pad_w):
-        """x_pad with the zero rows below it that whole blocks read (a negative pad crops instead)."""
-        H, W = x.shape[2:]
-        crop_h, crop_w = max(0, -pad_h), max(0, -pad_w)
-        below = self.rows - (H + 2 * pad_h)
-        return np.pad(x[:, :, crop_h:H - crop_h, crop_w:W - crop_w].astype(self.dtype, copy=False),
-                      [(0, 0), (0, 0), (pad_h + crop_h, pad_h + crop_h + below), (pad_w + crop_w,) * 2])
+        """x_pad with the zero rows below it that whole blocks read."""
+        return _padded(x, pad_h, pad_w, self.dtype, below=self.rows - (x.shape[2] + 2 * pad_h))
 
     def fill(self, buffer, source, rho, n, k, count, ones=0):
         """The stack of one band, (K + ones, k, count W'), in buffer; with ones, a last row of ones."""
@@ -508,11 +510,11 @@ def max_pool_forward(x, pool_param):
     out = np.empty((N, C, H_out, W_out), dtype=x.dtype)
     switches = np.empty(out.shape, dtype=np.uint8 if ph * pw <= 256 else np.intp)
     for piece in _chunks(N, C, H * W * x.itemsize):
-        views = list(_taps(x[piece], ph, pw, stride, H_out, W_out))
-        best, sw = out[piece], switches[piece]
+        part, best, sw = x[piece], out[piece], switches[piece]
+        views = list(_taps(part, ph, pw, stride, H_out, W_out))
         # the maximum over the window's rows first (views of whole rows of x, which numpy compares fastest), then
         # over its columns
-        rows = [x[piece][:, :, u:u + stride * (H_out - 1) + 1:stride] for u in range(ph)]
+        rows = [part[:, :, u:u + stride * (H_out - 1) + 1:stride] for u in range(ph)]
         rows_max = np.maximum(rows[0], rows[-1])                    # one row: the maximum of the row with itself
         for row in rows[1:-1]:
             np.maximum(rows_max, row, out=rows_max)
