@@ -23,7 +23,8 @@ help:
 	@echo "make screenshots    the README's pictures (docs/img/) from the browser tests, in headless Chromium"
 	@echo "make bench          bench-layers, then bench-grading"
 	@echo "make bench-layers   the fast layers (references and given) against torch (installs torch==2.13.0);"
-	@echo "                    BENCH_ARGS=--quick for a smoke run, BENCH_ARGS='--json run.json' to keep the numbers"
+	@echo "                    BENCH_ARGS=--quick for a smoke run, BENCH_ARGS='--json run.json' to keep the numbers,"
+	@echo "                    BENCH_ARGS='--against REV' to time a git revision's layers beside these, in the same run"
 	@echo "make bench-grading  grading throughput only: stock nbgrader vs grader autograde (1, 2 workers, Dask); QUICK=1 for a smoke run"
 
 $(BIN)/python:

@@ -32,9 +32,15 @@ times alone move by up to 2x between runs); the peak memory of each layer at mos
 layer needs, contiguous operands with rows an odd number of cache lines apart, in blocks of 2048 output positions),
 over torch's whole layer; ``copy`` the same for pooling, one copy of the input.
 
+``--against REVISION`` also loads the layers of a git revision (its tree extracted into a temporary directory: its
+``workbook/layers.py`` and its references) and times them in the same blocks of calls as the current ones: the table
+after the run gives each row's time now / at the revision. torch's own times move by 10-30%, some rows by 2x, between
+idle runs on these machines, and both sides of this ratio meet the same swings: it is the figure to judge a change by.
+
     make bench                                        # or: .venv/bin/python bench/conv_speed.py
     .venv/bin/python bench/conv_speed.py --quick      # a smoke run: the first layer, float32, 3 calls
     .venv/bin/python bench/conv_speed.py --json run.json --compare bench/baseline.json
+    .venv/bin/python bench/conv_speed.py --ops "max pool backward" --against HEAD~2
 
 This is a benchmark, not a test: it exits 0 whether or not the targets are met, unless ``--strict`` is given; a
 layer that disagrees with torch is reported and makes the exit status 1. It needs torch (the pinned CPU build,
@@ -48,6 +54,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -259,7 +266,15 @@ def _copy_limit(x):
     return lambda: np.copyto(buffer, x)
 
 
-def bench_shape(layers, torch, x_shape, w_shape, pad, dtype, rounds, load_limit, ops, problems, on_row):
+def _implementations(layers, against, pick):
+    """{name: pick(layers, name)} for ref and given, and for the revision's layers ``{name}_at`` (with --against)."""
+    pairs = {name: pick(layers, name) for name in IMPLEMENTATIONS}
+    if against is not None:
+        pairs.update({f"{name}_at": pick(against, name) for name in IMPLEMENTATIONS})
+    return pairs
+
+
+def bench_shape(layers, torch, x_shape, w_shape, pad, dtype, rounds, load_limit, ops, problems, on_row, against=None):
     F = torch.nn.functional
     dtype_name = np.dtype(dtype).name
     rng = np.random.default_rng(0)
@@ -319,7 +334,7 @@ def bench_shape(layers, torch, x_shape, w_shape, pad, dtype, rounds, load_limit,
         dout = rng.standard_normal(tuple(out_t.shape)).astype(dtype)
         dout_t = torch.tensor(dout)
         grads_t = torch.autograd.grad(out_t, (xt, wt, bt), dout_t, retain_graph=True)
-        pairs = {name: layers.conv(name, dilation) for name in IMPLEMENTATIONS}
+        pairs = _implementations(layers, against, lambda impl, name, dilation=dilation: impl.conv(name, dilation))
         caches = {}
 
         def check_forward(name, call, out_t=out_t):
@@ -361,7 +376,7 @@ def bench_shape(layers, torch, x_shape, w_shape, pad, dtype, rounds, load_limit,
         dpool = rng.standard_normal(tuple(pooled_t.shape)).astype(dtype)
         dpool_t = torch.tensor(dpool)
         dx_t = torch.autograd.grad(pooled_t, xt, dpool_t, retain_graph=True)[0]
-        pairs = {name: layers.pool(name) for name in IMPLEMENTATIONS}
+        pairs = _implementations(layers, against, lambda impl, name: impl.pool(name))
         caches = {name: pair[0](x, dict(POOL))[1] for name, pair in pairs.items()}
 
         def torch_pool():
@@ -455,6 +470,18 @@ def format_row(row, baseline: dict) -> str:
             f"{ratio('given')} {target:>7} {limit:>12} {memory('ref')} {memory('given')}")
 
 
+def against_table(rows, commit: str) -> None:
+    """Each row's time now and at the --against revision, measured in the same blocks of calls."""
+    print(f"\nagainst {commit} (its layers timed in the same interleaved blocks as these; time now / time at "
+          f"{commit}: torch's swings between runs do not move this ratio):")
+    for row in rows:
+        parts = [f"{name} {row[name + '_ms']:.2f} / {row[name + '_at_ms']:.2f} ms = "
+                 f"{row[name + '_ms'] / row[name + '_at_ms']:.2f}x"
+                 for name in IMPLEMENTATIONS if f"{name}_ms" in row and f"{name}_at_ms" in row]
+        if parts:
+            print(f"  {row['op']:<20} {str(tuple(row['shape'])):<18} {row['dtype']:<7} " + ";  ".join(parts))
+
+
 def load_baseline(path: Path | None) -> dict:
     if path is None or not path.is_file():
         return {}
@@ -477,12 +504,13 @@ def compare(rows, old_path: Path) -> None:
             print(f"  {row['op']:<20} {str(tuple(row['shape'])):<18} {row['dtype']:<7} " + ";  ".join(parts))
 
 
-def load_layers(repo: Path):
-    """(Layers, notes): the references of 05 and 06 in `repo` and its student package's given layers."""
+def load_layers(repo: Path, given=None):
+    """(Layers, notes): the references of 05 and 06 in `repo` and its student package's given layers (or `given`)."""
     from grader.course import Course
     from grader.reference import reference
-    from workbook import layers as given
 
+    if given is None:
+        from workbook import layers as given
     course = Course.at(repo)
     notes = []
     ref05 = reference("05_im2col", course)
@@ -499,6 +527,32 @@ def load_layers(repo: Path):
         except Exception as err:   # a notebook in progress must not stop the rest of the benchmark
             notes.append(f"dilated convolution (ref): {candidates[0]} did not load: {err}")
     return Layers(ref05, ref06, given), notes
+
+
+def load_layers_at(repo: Path, revision: str, into: Path):
+    """(Layers, notes, commit) of git revision `revision` of `repo`: its tree extracted into `into`, its given layers
+    (workbook/layers.py) loaded from there under a module name of their own, its references from its solutions/.
+    ValueError, naming the revision, when git does not know it."""
+    import importlib.util
+    import io
+    import tarfile
+
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", f"{revision}^{{commit}}"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        tree = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", commit], capture_output=True,
+                              check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as err:
+        detail = getattr(err, "stderr", b"") or b""
+        detail = detail.decode(errors="replace") if isinstance(detail, bytes) else detail
+        raise ValueError(f"--against {revision}: not a revision of {repo} ({detail.strip() or err})") from None
+    with tarfile.open(fileobj=io.BytesIO(tree)) as archive:
+        archive.extractall(into, filter="data")
+    spec = importlib.util.spec_from_file_location(f"given_layers_at_{commit}", into / "workbook" / "layers.py")
+    given = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(given)
+    layers, notes = load_layers(into, given)
+    return layers, [f"{note} (at {commit})" for note in notes], commit
 
 
 def _commit(repo: Path) -> str:
@@ -526,6 +580,10 @@ def main(argv=None) -> int:
     parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                         help="before a row (and before repeating one that met a busy machine), wait up to this long "
                              "for other processes to keep fewer than --load-limit cores busy (default 0: do not wait)")
+    parser.add_argument("--against", metavar="REVISION",
+                        help="also time the layers of this git revision of the repository (its given layers and "
+                             "references), in the same process and the same interleaved blocks of calls, and print "
+                             "each row's time now / at the revision")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument("--cpu-time", action="store_true",
                         help="one thread each, timed by the process's CPU time instead of the wall clock: ratios that "
@@ -549,6 +607,15 @@ def main(argv=None) -> int:
     # environment, numpy's 2-thread BLAS ran several times slower once torch had run a parallel region.
     limiter, blas = _limit_numpy_threads()
     layers, notes = load_layers(repo)
+    against, against_commit = None, None
+    if args.against:
+        scratch = tempfile.TemporaryDirectory(prefix="conv-speed-against-")    # removed when the run ends
+        try:
+            against, notes_at, against_commit = load_layers_at(repo, args.against, Path(scratch.name))
+        except ValueError as err:
+            print(err, file=sys.stderr)
+            return 2
+        notes += notes_at
     baseline = {} if args.baseline is None else load_baseline(args.baseline)
     ops = OPS if not args.ops else [op.strip() for op in args.ops.split(",")]
     unknown = [op for op in ops if op not in OPS]
@@ -562,7 +629,8 @@ def main(argv=None) -> int:
     cores = os.cpu_count() or 1
     print(f"numpy {np.__version__}, BLAS: {blas}; torch {torch.__version__} ({torch.get_num_threads()} threads)")
     print(f"layers of {repo} (commit {_commit(repo)}); baseline: "
-          f"{args.baseline if baseline else 'none (float64 and memory targets not checked)'}")
+          f"{args.baseline if baseline else 'none (float64 and memory targets not checked)'}"
+          + (f"; against the layers of commit {against_commit}" if against else ""))
     for variable in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if variable in os.environ:
             print(f"note: {variable}={os.environ[variable]} is set; it can select a slower OpenBLAS kernel "
@@ -593,7 +661,8 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     for x_shape, w_shape, pad in shapes:
         for dtype in dtypes:
-            bench_shape(layers, torch, x_shape, w_shape, pad, dtype, rounds, args.load_limit, ops, problems, on_row)
+            bench_shape(layers, torch, x_shape, w_shape, pad, dtype, rounds, args.load_limit, ops, problems, on_row,
+                        against)
     elapsed = time.perf_counter() - started
     end_load = load_average()
     print(f"\n{elapsed:.0f} s in all; load average {load:.2f} at the start, {end_load:.2f} at the end; "
@@ -621,9 +690,12 @@ def main(argv=None) -> int:
         print(f"problem: {problem}")
     if args.compare:
         compare(rows, args.compare)
+    if against:
+        against_table(rows, against_commit)
     if args.json:
         meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "repo": str(repo),
-                "commit": _commit(repo), "numpy": np.__version__, "torch": torch.__version__, "blas": blas,
+                "commit": _commit(repo), "against": against_commit, "numpy": np.__version__,
+                "torch": torch.__version__, "blas": blas,
                 "threads": THREADS, "clock": CLOCK.__name__, "cores": cores, "load_start": load, "load_end": end_load,
                 "rounds": rounds,
                 "seconds": elapsed}

@@ -8,6 +8,7 @@ sizes, forced small, give the same numbers (they only change how the work is cut
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -199,3 +200,52 @@ def test_the_bench_judges_float64_rows_by_their_ratio_or_their_own_time_and_floa
     assert verdict("float64", 1.70, 60.0)           # the machine was slower; the ratio held
     assert not verdict("float64", 2.21, 48.5)       # slower on both counts
     assert verdict("float32", 1.99, 100.0) and not verdict("float32", 2.01, 1.0)
+
+
+def _git(*args, cwd):
+    import subprocess
+    return subprocess.run(["git", "-c", "user.name=bench test", "-c", "user.email=bench@example.org", *args],
+                          cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def test_against_a_revision_times_that_revisions_layers_beside_the_current_ones(torch, tmp_path, capsys):
+    """--against REV loads REV's own given layers and references: a clone whose last commit doubles the given
+    max-pool gradient is caught by the bench's check against torch at that commit and not at the one before, and
+    every row gets the revision's times beside the current ones."""
+    clone = tmp_path / "clone"
+    _git("clone", "--quiet", "--depth", "2", f"file://{REPO_ROOT}", str(clone), cwd=tmp_path)
+    path = clone / "workbook" / "layers.py"
+    source = path.read_text()
+    assert source.count("    return dx\n") >= 1
+    path.write_text(source.replace('''    (N, C, H, W), pool_param, switches = cache
+''', '''    (N, C, H, W), pool_param, switches = cache
+    dout = 2 * dout
+''', 1))
+    _git("commit", "--quiet", "-am", "a wrong max-pool gradient", cwd=clone)
+    out = tmp_path / "run.json"
+
+    def run(revision):
+        status = bench.main(["--repo", str(clone), "--quick", "--ops", "max pool backward", "--baseline",
+                             str(tmp_path / "none.json"), "--against", revision, "--json", str(out)])
+        return status, json.loads(out.read_text()), capsys.readouterr().out
+
+    status, report, text = run("HEAD")
+    assert status == 1
+    assert [p for p in report["problems"] if "max pool backward (given_at)" in p], report["problems"]
+    assert not [p for p in report["problems"] if "(given)" in p or "(ref" in p], report["problems"]
+
+    status, report, text = run("HEAD~1")
+    assert status == 0 and report["problems"] == []
+    assert report["meta"]["against"] == _git("rev-parse", "--short", "HEAD~1", cwd=clone).strip()
+    (row,) = report["rows"]
+    assert all(row[f"{name}_ms"] > 0 and row[f"{name}_at_ms"] > 0 for name in ("ref", "given"))
+    table = text.split(f"\nagainst {report['meta']['against']} (")[1].splitlines()[1]
+    assert table.split()[:3] == ["max", "pool", "backward"]
+    assert f"given {row['given_ms']:.2f} / {row['given_at_ms']:.2f} ms" in table
+
+
+def test_against_an_unknown_revision_names_it(tmp_path, capsys):
+    status = bench.main(["--quick", "--ops", "max pool backward", "--against", "no-such-revision"])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert "--against no-such-revision: not a revision of" in captured.err
