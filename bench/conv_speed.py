@@ -529,30 +529,32 @@ def load_layers(repo: Path, given=None):
     return Layers(ref05, ref06, given), notes
 
 
-def load_layers_at(repo: Path, revision: str, into: Path):
-    """(Layers, notes, commit) of git revision `revision` of `repo`: its tree extracted into `into`, its given layers
-    (workbook/layers.py) loaded from there under a module name of their own, its references from its solutions/.
-    ValueError, naming the revision, when git does not know it."""
+def resolve_revision(repo: Path, revision: str) -> str:
+    """The short commit id of git revision `revision` of `repo`; ValueError, naming it, when git does not know it."""
+    try:
+        return subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", f"{revision}^{{commit}}"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as err:
+        detail = (getattr(err, "stderr", "") or "").strip() or str(err)
+        raise ValueError(f"--against {revision}: not a revision of {repo} ({detail})") from None
+
+
+def load_layers_at(repo: Path, commit: str, into: Path):
+    """(Layers, notes) of commit `commit` of `repo`: its tree extracted into `into`, its given layers
+    (workbook/layers.py) loaded from there under a module name of their own, its references from its solutions/."""
     import importlib.util
     import io
     import tarfile
 
-    try:
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", f"{revision}^{{commit}}"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        tree = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", commit], capture_output=True,
-                              check=True).stdout
-    except (OSError, subprocess.CalledProcessError) as err:
-        detail = getattr(err, "stderr", b"") or b""
-        detail = detail.decode(errors="replace") if isinstance(detail, bytes) else detail
-        raise ValueError(f"--against {revision}: not a revision of {repo} ({detail.strip() or err})") from None
+    tree = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", commit], capture_output=True,
+                          check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(tree)) as archive:
         archive.extractall(into, filter="data")
     spec = importlib.util.spec_from_file_location(f"given_layers_at_{commit}", into / "workbook" / "layers.py")
     given = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(given)
     layers, notes = load_layers(into, given)
-    return layers, [f"{note} (at {commit})" for note in notes], commit
+    return layers, [f"{note} (at {commit})" for note in notes]
 
 
 def _commit(repo: Path) -> str:
@@ -595,6 +597,13 @@ def main(argv=None) -> int:
         CLOCK = time.process_time
 
     repo = args.repo.resolve()
+    against_commit = None
+    if args.against:
+        try:
+            against_commit = resolve_revision(repo, args.against)
+        except ValueError as err:
+            print(err, file=sys.stderr)
+            return 2
     sys.path.insert(0, str(repo))
     try:
         import torch
@@ -607,14 +616,10 @@ def main(argv=None) -> int:
     # environment, numpy's 2-thread BLAS ran several times slower once torch had run a parallel region.
     limiter, blas = _limit_numpy_threads()
     layers, notes = load_layers(repo)
-    against, against_commit = None, None
-    if args.against:
+    against = None
+    if against_commit:
         scratch = tempfile.TemporaryDirectory(prefix="conv-speed-against-")    # removed when the run ends
-        try:
-            against, notes_at, against_commit = load_layers_at(repo, args.against, Path(scratch.name))
-        except ValueError as err:
-            print(err, file=sys.stderr)
-            return 2
+        against, notes_at = load_layers_at(repo, against_commit, Path(scratch.name))
         notes += notes_at
     baseline = {} if args.baseline is None else load_baseline(args.baseline)
     ops = OPS if not args.ops else [op.strip() for op in args.ops.split(",")]

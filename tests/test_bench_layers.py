@@ -213,14 +213,16 @@ def test_against_a_revision_times_that_revisions_layers_beside_the_current_ones(
     max-pool gradient is caught by the bench's check against torch at that commit and not at the one before, and
     every row gets the revision's times beside the current ones."""
     clone = tmp_path / "clone"
-    _git("clone", "--quiet", "--depth", "2", f"file://{REPO_ROOT}", str(clone), cwd=tmp_path)
+    # one commit is enough (HEAD~1 below is the cloned commit itself), so a shallow checkout of the project will do
+    _git("clone", "--quiet", "--depth", "1", f"file://{REPO_ROOT}", str(clone), cwd=tmp_path)
     path = clone / "workbook" / "layers.py"
     source = path.read_text()
-    assert source.count("    return dx\n") >= 1
-    path.write_text(source.replace('''    (N, C, H, W), pool_param, switches = cache
+    planted = source.replace('''    (N, C, H, W), pool_param, switches = cache
 ''', '''    (N, C, H, W), pool_param, switches = cache
     dout = 2 * dout
-''', 1))
+''', 1)
+    assert planted != source
+    path.write_text(planted)
     _git("commit", "--quiet", "-am", "a wrong max-pool gradient", cwd=clone)
     out = tmp_path / "run.json"
 
