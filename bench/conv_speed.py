@@ -35,7 +35,8 @@ over torch's whole layer; ``copy`` the same for pooling, one copy of the input.
 ``--against REVISION`` also loads the layers of a git revision (its tree extracted into a temporary directory: its
 ``workbook/layers.py`` and its references) and times them in the same blocks of calls as the current ones: the table
 after the run gives each row's time now / at the revision. torch's own times move by 10-30%, some rows by 2x, between
-idle runs on these machines, and both sides of this ratio meet the same swings: it is the figure to judge a change by.
+idle runs on these machines, and both sides of this ratio meet the same swings, so it is the fairer figure to judge a
+change by. With 9 calls it still moves by about 15% either way here; ``--repeat 27`` or more for smaller changes.
 
     make bench                                        # or: .venv/bin/python bench/conv_speed.py
     .venv/bin/python bench/conv_speed.py --quick      # a smoke run: the first layer, float32, 3 calls
