@@ -560,9 +560,8 @@ def load_layers_at(repo: Path, commit: str, into: Path):
 
 def _commit(repo: Path) -> str:
     try:
-        return subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+        return resolve_revision(repo, "HEAD")
+    except ValueError:                             # not a git checkout
         return "?"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 
 import numpy as np
 import pytest
@@ -203,7 +204,6 @@ def test_the_bench_judges_float64_rows_by_their_ratio_or_their_own_time_and_floa
 
 
 def _git(*args, cwd):
-    import subprocess
     return subprocess.run(["git", "-c", "user.name=bench test", "-c", "user.email=bench@example.org", *args],
                           cwd=cwd, capture_output=True, text=True, check=True).stdout
 
