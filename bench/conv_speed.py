@@ -24,6 +24,17 @@ than times); with ``--wait SECONDS`` it instead waits up to that long for a quie
 is the peak of the memory numpy allocated during one call beyond its inputs (tracemalloc; torch's allocations are
 invisible to it).
 
+Memory allocation: before anything else the bench tells glibc's malloc to serve every block from its heap and to keep
+what is freed for reuse (``mallopt``: ``M_MMAP_MAX`` 0, so no block gets pages of its own from ``mmap``, and
+``M_TRIM_THRESHOLD`` 1 GB), for both libraries alike, so that a layer's time is its own work and not the kernel's
+page faults. By default glibc maps large blocks afresh and adapts its thresholds to what the process has allocated so
+far: on these machines torch's conv backward on the first layer then took fresh pages on every call in some processes
+(6,240 or 12,512 page faults per call, 33-41 ms) and none in others (27-28 ms), so its time, and every ratio to it,
+moved with the process's history; its float64 backward, whose buffers are larger than any threshold glibc accepts
+(32 MB), faulted 56,000 times per call. The bench counts the minor page faults of every call (``getrusage``);
+the table is followed by the rows whose median call still took more than 100 of them. ``--adaptive-malloc`` keeps
+glibc's default.
+
 Targets, printed with each row: every float32 row at most 2x torch, conv forward and backward on the first layer at
 most 1.5x; float64 rows no worse than the baseline (``bench/baseline.json``, the same bench run on the layers before
 they were made faster): the ratio to torch or the layer's own time within 10% of the baseline's (torch's float64
@@ -90,6 +101,8 @@ TOLERANCES = {"float32": dict(rtol=1e-4, atol=1e-4), "float64": dict(rtol=1e-10,
 IMPLEMENTATIONS = ("ref", "given")
 PAUSE = 0.25                                   # seconds before each block of calls of one library (see _median_ms)
 LIMIT_BLOCK = 2048                             # output positions per matrix product of the gemm limit
+PAGE_FAULT_NOTE = 100                          # page faults per call above which a row is listed after the table
+MALLOC_TRIM = 1 << 30                          # without --adaptive-malloc: freed memory kept up to this much
 
 
 CLOCK = time.perf_counter                      # --cpu-time: time.process_time, with one thread
@@ -149,6 +162,33 @@ def wait_for_quiet(limit: float) -> float:
         time.sleep(min(9.0, max(0.0, deadline - time.monotonic())))
 
 
+def steady_malloc() -> str:
+    """Tell glibc's malloc to serve every block from its heap (no mmap) and to keep up to MALLOC_TRIM bytes of freed
+    memory for reuse; return what was done, for the header."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        version = libc.gnu_get_libc_version
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return "malloc: not glibc's, left as it is"
+    version.restype = ctypes.c_char_p
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4                        # from glibc's malloc.h
+    if not (mallopt(M_MMAP_MAX, 0) and mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM)):
+        return f"malloc: glibc {version().decode()} refused the settings; left adaptive"
+    return (f"malloc: glibc {version().decode()}, every block from the heap and freed memory reused (M_MMAP_MAX 0, "
+            f"M_TRIM_THRESHOLD {MALLOC_TRIM >> 20} MB), for both libraries; --adaptive-malloc for glibc's default")
+
+
+def _minor_faults() -> int:
+    try:
+        import resource
+    except ImportError:                            # not on a POSIX system
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def _peak_mb(fn) -> float:
     tracemalloc.start()
     try:
@@ -159,8 +199,9 @@ def _peak_mb(fn) -> float:
     return peak / 1e6
 
 
-def _median_ms(fns: dict, rounds: int, blocks: int = 3) -> dict:
-    """Median wall time (ms) of each callable over `rounds` calls, after a warm-up call.
+def _median_ms(fns: dict, rounds: int, blocks: int = 3, faults: dict | None = None) -> dict:
+    """Median wall time (ms) of each callable over `rounds` calls, after a warm-up call; with `faults`, also the
+    median number of minor page faults of its calls, into faults[name].
 
     The calls come in `blocks` blocks per callable, the callables taking turns block by block, with a pause before
     each block: both libraries' worker threads spin for a while after a parallel region (OpenMP's block time,
@@ -169,14 +210,19 @@ def _median_ms(fns: dict, rounds: int, blocks: int = 3) -> dict:
     names = list(fns)
     per_block = -(-rounds // blocks)
     times = {name: [] for name in names}
+    counts = {name: [] for name in names}
     for block in range(blocks + 1):
         for name in names[block % len(names):] + names[:block % len(names)]:
             time.sleep(PAUSE)
             for _ in range(1 if block == 0 else per_block):       # block 0: the warm-up call, not timed
+                first_fault = _minor_faults()
                 start = CLOCK()
                 fns[name]()
                 if block:
                     times[name].append(CLOCK() - start)
+                    counts[name].append(_minor_faults() - first_fault)
+    if faults is not None:
+        faults.update({name: int(np.median(c)) for name, c in counts.items()})
     return {name: float(np.median(t)) * 1e3 for name, t in times.items()}
 
 
@@ -305,18 +351,21 @@ def bench_shape(layers, torch, x_shape, w_shape, pad, dtype, rounds, load_limit,
             if WAIT > 0:
                 wait_for_quiet(load_limit)
             before = _cpu_counters()
-            times = _median_ms(fns, rounds)
+            faults = {}
+            times = _median_ms(fns, rounds, faults=faults)
             busy = others_busy(before, _cpu_counters())
             if busy >= load_limit and WAIT <= 0:       # a busy machine: more calls make the medians steadier
-                times = _median_ms(fns, 2 * rounds)
+                times = _median_ms(fns, 2 * rounds, faults=faults)
                 busy = max(busy, others_busy(before, _cpu_counters()))
             if busy < load_limit:
                 break
         loaded = busy >= load_limit
-        row.update(others_busy=round(busy, 2), load=round(load_average(), 2), loaded=loaded, torch_ms=times["torch"])
+        row.update(others_busy=round(busy, 2), load=round(load_average(), 2), loaded=loaded, torch_ms=times["torch"],
+                   torch_faults=faults["torch"])
         for name in calls:
             if name in fns:
                 row[f"{name}_ms"] = times[name]
+                row[f"{name}_faults"] = faults[name]
                 row[f"{name}_ratio"] = times[name] / times["torch"]
                 row[f"{name}_mb"] = _peak_mb(fns[name])
         if limit is not None:
@@ -471,6 +520,18 @@ def format_row(row, baseline: dict) -> str:
             f"{ratio('given')} {target:>7} {limit:>12} {memory('ref')} {memory('given')}")
 
 
+def faults_note(rows) -> list[str]:
+    """Lines naming the rows where the median call of torch or of ours took more than PAGE_FAULT_NOTE minor page
+    faults (fresh pages from the kernel: their cost is the system's, and it varies)."""
+    lines = []
+    for row in rows:
+        many = [f"{name} {row[name + '_faults']}" for name in ("torch", *IMPLEMENTATIONS)
+                if row.get(f"{name}_faults", 0) > PAGE_FAULT_NOTE]
+        if many:
+            lines.append(f"  {row['op']:<20} {str(tuple(row['shape'])):<18} {row['dtype']:<7} " + ", ".join(many))
+    return lines
+
+
 def against_table(rows, commit: str) -> None:
     """Each row's time now and at the --against revision, measured in the same blocks of calls."""
     print(f"\nagainst {commit} (its layers timed in the same interleaved blocks as these; time now / time at "
@@ -586,6 +647,9 @@ def main(argv=None) -> int:
                         help="also time the layers of this git revision of the repository (its given layers and "
                              "references), in the same process and the same interleaved blocks of calls, and print "
                              "each row's time now / at the revision")
+    parser.add_argument("--adaptive-malloc", action="store_true",
+                        help="keep glibc's default malloc (by default the bench has every block served from the heap "
+                             "and freed memory reused, for both libraries; see the module's docstring)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument("--cpu-time", action="store_true",
                         help="one thread each, timed by the process's CPU time instead of the wall clock: ratios that "
@@ -604,6 +668,8 @@ def main(argv=None) -> int:
         except ValueError as err:
             print(err, file=sys.stderr)
             return 2
+    # before torch is imported and the arrays are made, so that all of their blocks come under it
+    malloc = ("malloc: glibc's adaptive thresholds (--adaptive-malloc)" if args.adaptive_malloc else steady_malloc())
     sys.path.insert(0, str(repo))
     try:
         import torch
@@ -640,6 +706,7 @@ def main(argv=None) -> int:
         if variable in os.environ:
             print(f"note: {variable}={os.environ[variable]} is set; it can select a slower OpenBLAS kernel "
                   f"(make bench unsets it)")
+    print(malloc)
     print(f"load average {load:.2f} on {cores} cores" + (
         f": WARNING, at or above {args.load_limit:g}: other processes are busy and 2-thread timings suffer from "
         f"it; rows measured under load are measured again with more calls and get a '*'. A quiet machine gives the "
@@ -691,6 +758,13 @@ def main(argv=None) -> int:
     print(f"  {len(missed)} missed" + (":" if missed else ""))
     for line in missed:
         print(f"  - {line}")
+    faulting = faults_note(rows)
+    if faulting:
+        print(f"page faults of the median call, where more than {PAGE_FAULT_NOTE}:")
+        for line in faulting:
+            print(line)
+    else:
+        print(f"page faults: no median call of torch or ours took more than {PAGE_FAULT_NOTE}")
     for problem in problems:
         print(f"problem: {problem}")
     if args.compare:
@@ -700,7 +774,7 @@ def main(argv=None) -> int:
     if args.json:
         meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "repo": str(repo),
                 "commit": _commit(repo), "against": against_commit, "numpy": np.__version__,
-                "torch": torch.__version__, "blas": blas,
+                "torch": torch.__version__, "blas": blas, "malloc": malloc,
                 "threads": THREADS, "clock": CLOCK.__name__, "cores": cores, "load_start": load, "load_end": end_load,
                 "rounds": rounds,
                 "seconds": elapsed}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -227,8 +228,10 @@ def test_against_a_revision_times_that_revisions_layers_beside_the_current_ones(
     out = tmp_path / "run.json"
 
     def run(revision):
+        # --adaptive-malloc: the test process keeps glibc's default (the bench's own setting is tested below)
         status = bench.main(["--repo", str(clone), "--quick", "--ops", "max pool backward", "--baseline",
-                             str(tmp_path / "none.json"), "--against", revision, "--json", str(out)])
+                             str(tmp_path / "none.json"), "--against", revision, "--json", str(out),
+                             "--adaptive-malloc"])
         return status, json.loads(out.read_text()), capsys.readouterr().out
 
     status, report, text = run("HEAD")
@@ -241,13 +244,89 @@ def test_against_a_revision_times_that_revisions_layers_beside_the_current_ones(
     assert report["meta"]["against"] == _git("rev-parse", "--short", "HEAD~1", cwd=clone).strip()
     (row,) = report["rows"]
     assert all(row[f"{name}_ms"] > 0 and row[f"{name}_at_ms"] > 0 for name in ("ref", "given"))
+    assert all(isinstance(row[f"{name}_faults"], int) for name in ("torch", "ref", "given", "given_at"))
+    assert report["meta"]["malloc"] == "malloc: glibc's adaptive thresholds (--adaptive-malloc)"
     table = text.split(f"\nagainst {report['meta']['against']} (")[1].splitlines()[1]
     assert table.split()[:3] == ["max", "pool", "backward"]
     assert f"given {row['given_ms']:.2f} / {row['given_at_ms']:.2f} ms" in table
 
 
 def test_against_an_unknown_revision_names_it(tmp_path, capsys):
-    status = bench.main(["--quick", "--ops", "max pool backward", "--against", "no-such-revision"])
+    status = bench.main(["--quick", "--ops", "max pool backward", "--against", "no-such-revision",
+                         "--adaptive-malloc"])
     captured = capsys.readouterr()
     assert status == 2
     assert "--against no-such-revision: not a revision of" in captured.err
+
+
+def test_the_bench_counts_the_page_faults_of_each_call(monkeypatch):
+    """Each call's minor page faults, the median per callable: a call that maps 8 MB of fresh memory and writes to
+    every page of it takes a fault per page; one that only adds into arrays it already has takes none."""
+    import mmap
+
+    monkeypatch.setattr(bench, "PAUSE", 0.0)
+    pages = (8 << 20) // mmap.PAGESIZE
+    a, b = np.ones(1000), np.ones(1000)
+
+    def fresh():
+        with mmap.mmap(-1, pages * mmap.PAGESIZE) as memory:
+            for page in range(pages):
+                memory[page * mmap.PAGESIZE] = 1
+
+    faults = {}
+    times = bench._median_ms({"fresh": fresh, "reused": lambda: np.add(a, b, out=a)}, 3, faults=faults)
+    assert set(times) == set(faults) == {"fresh", "reused"}
+    assert pages <= faults["fresh"] <= pages + 64, faults
+    assert faults["reused"] <= 2, faults
+
+
+_MALLOC_PROBE = """
+import importlib.util, json, resource, sys
+import numpy as np
+spec = importlib.util.spec_from_file_location("conv_speed", sys.argv[1])
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+said = bench.steady_malloc() if sys.argv[2] == "steady" else ""
+if sys.argv[3] == "torch":
+    import torch
+    torch.set_num_threads(2)
+    x, w, b = (torch.randn(*shape, requires_grad=True) for shape in ((16, 64, 56, 56), (64, 64, 3, 3), (64,)))
+    out = torch.nn.functional.conv2d(x, w, b, padding=1)
+    dout = torch.randn_like(out)
+    call = lambda: torch.autograd.grad(out, (x, w, b), dout, retain_graph=True)
+else:
+    call = lambda: np.ones(48 << 17)          # 48 MB, more than glibc's largest mmap threshold (32 MB)
+faults = []
+for _ in range(6):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    call()
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps({"said": said, "faults": faults}))
+"""
+
+
+def _malloc_probe(mode, work):
+    result = subprocess.run([sys.executable, "-c", _MALLOC_PROBE, str(REPO_ROOT / "bench" / "conv_speed.py"), mode,
+                             work], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_the_bench_has_malloc_reuse_freed_blocks_that_glibc_would_map_afresh_each_time():
+    """A 48 MB array allocated again and again: glibc maps a block that large afresh each time (page faults on every
+    call); after the bench's steady_malloc() the heap serves it and reuses it, with no fault after the first call."""
+    default = _malloc_probe("default", "numpy")
+    steady = _malloc_probe("steady", "numpy")
+    assert min(default["faults"][1:]) > 100, default
+    assert steady["said"].startswith("malloc: glibc") and "M_MMAP_MAX 0" in steady["said"], steady
+    assert steady["faults"][0] > 100 and max(steady["faults"][1:]) <= 8, steady
+
+
+def test_with_the_bench_malloc_torchs_conv_backward_stops_taking_fresh_pages_on_every_call(torch):
+    """The case that made torch's times move between runs: its conv backward on the bench's first layer took
+    thousands of page faults per call under glibc's default (12,512 in every call of the processes tried) and none
+    after the first two calls with the bench's setting."""
+    default = _malloc_probe("default", "torch")
+    steady = _malloc_probe("steady", "torch")
+    assert min(default["faults"][2:]) > 1000, default
+    assert max(steady["faults"][2:]) <= 100, steady
