@@ -24,16 +24,16 @@ than times); with ``--wait SECONDS`` it instead waits up to that long for a quie
 is the peak of the memory numpy allocated during one call beyond its inputs (tracemalloc; torch's allocations are
 invisible to it).
 
-Memory allocation: before anything else the bench tells glibc's malloc to serve every block from its heap and to keep
-what is freed for reuse (``mallopt``: ``M_MMAP_MAX`` 0, so no block gets pages of its own from ``mmap``, and
+Memory allocation: before torch is imported the bench tells glibc's malloc to serve every block from its heap and to
+keep what is freed for reuse (``mallopt``: ``M_MMAP_MAX`` 0, so no block gets pages of its own from ``mmap``, and
 ``M_TRIM_THRESHOLD`` 1 GB), for both libraries alike, so that a layer's time is its own work and not the kernel's
 page faults. By default glibc maps large blocks afresh and adapts its thresholds to what the process has allocated so
-far: on these machines torch's conv backward on the first layer then took fresh pages on every call in some processes
-(6,240 or 12,512 page faults per call, 33-41 ms) and none in others (27-28 ms), so its time, and every ratio to it,
-moved with the process's history; its float64 backward, whose buffers are larger than any threshold glibc accepts
-(32 MB), faulted 56,000 times per call. The bench counts the minor page faults of every call (``getrusage``);
-the table is followed by the rows whose median call still took more than 100 of them. ``--adaptive-malloc`` keeps
-glibc's default.
+far. On these machines torch's conv backward on the first layer then took fresh pages on every call (6,240 or 12,512
+page faults per call in fresh processes, 33-41 ms, against none and 27-28 ms with the blocks reused), and within a run
+the count depended on what had been allocated before: the bench read that row's torch time anywhere from 27 to 53 ms
+in different runs. Its float64 backward, with blocks larger than any threshold glibc accepts (32 MB), faulted 56,000
+times per call. The bench counts the minor page faults of every call (``getrusage``); the table is followed by the
+rows whose median call still took more than 100 of them. ``--adaptive-malloc`` keeps glibc's default.
 
 Targets, printed with each row: every float32 row at most 2x torch, conv forward and backward on the first layer at
 most 1.5x; float64 rows no worse than the baseline (``bench/baseline.json``, the same bench run on the layers before
