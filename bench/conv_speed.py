@@ -71,6 +71,11 @@ import time
 import tracemalloc
 from pathlib import Path
 
+try:
+    import resource
+except ImportError:                                # not a POSIX system: no page-fault counts
+    resource = None
+
 THREADS = 2
 if __name__ == "__main__":                 # (the test suite imports LAYERS from here and keeps its own settings)
     if "--cpu-time" in sys.argv:
@@ -182,11 +187,8 @@ def steady_malloc() -> str:
 
 
 def _minor_faults() -> int:
-    try:
-        import resource
-    except ImportError:                            # not on a POSIX system
-        return 0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    """The process's minor page faults so far (0 where the resource module is missing: not a POSIX system)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt if resource else 0
 
 
 def _peak_mb(fn) -> float:
@@ -520,6 +522,11 @@ def format_row(row, baseline: dict) -> str:
             f"{ratio('given')} {target:>7} {limit:>12} {memory('ref')} {memory('given')}")
 
 
+def _label(row) -> str:
+    """A row's op, shape and dtype, in the columns of the table, for the lists after it."""
+    return f"  {row['op']:<20} {str(tuple(row['shape'])):<18} {row['dtype']:<7} "
+
+
 def faults_note(rows) -> list[str]:
     """Lines naming the rows where the median call of torch or of ours took more than PAGE_FAULT_NOTE minor page
     faults (fresh pages from the kernel: their cost is the system's, and it varies)."""
@@ -528,7 +535,7 @@ def faults_note(rows) -> list[str]:
         many = [f"{name} {row[name + '_faults']}" for name in ("torch", *IMPLEMENTATIONS)
                 if row.get(f"{name}_faults", 0) > PAGE_FAULT_NOTE]
         if many:
-            lines.append(f"  {row['op']:<20} {str(tuple(row['shape'])):<18} {row['dtype']:<7} " + ", ".join(many))
+            lines.append(_label(row) + ", ".join(many))
     return lines
 
 
@@ -541,7 +548,7 @@ def against_table(rows, commit: str) -> None:
                  f"{row[name + '_ms'] / row[name + '_at_ms']:.2f}x"
                  for name in IMPLEMENTATIONS if f"{name}_ms" in row and f"{name}_at_ms" in row]
         if parts:
-            print(f"  {row['op']:<20} {str(tuple(row['shape'])):<18} {row['dtype']:<7} " + ";  ".join(parts))
+            print(_label(row) + ";  ".join(parts))
 
 
 def load_baseline(path: Path | None) -> dict:
@@ -563,7 +570,7 @@ def compare(rows, old_path: Path) -> None:
                 parts.append(f"{name} {was[name + '_ratio']:.2f}x -> {row[name + '_ratio']:.2f}x, "
                              f"{was[name + '_mb']:.1f} -> {row[name + '_mb']:.1f} MB")
         if parts:
-            print(f"  {row['op']:<20} {str(tuple(row['shape'])):<18} {row['dtype']:<7} " + ";  ".join(parts))
+            print(_label(row) + ";  ".join(parts))
 
 
 def load_layers(repo: Path, given=None):
