@@ -24,6 +24,12 @@ than times); with ``--wait SECONDS`` it instead waits up to that long for a quie
 is the peak of the memory numpy allocated during one call beyond its inputs (tracemalloc; torch's allocations are
 invisible to it).
 
+The machine's own speed is read at the start and at the end (``machine_speed``: a float32 product of two 1024 x 1024
+matrices with the bench's threads, and a copy of 32 MB) and printed with the header and after the table, with a
+warning when either moved by more than 15% during the run; ``--json`` keeps both readings and ``--compare`` sets them
+beside the earlier run's. These machines are virtual: other guests of the host slow them down without showing in the
+load average or in the busy cores above, and these two readings are what shows it.
+
 Memory allocation: before torch is imported the bench tells glibc's malloc to serve every block from its heap and to
 keep what is freed for reuse (``mallopt``: ``M_MMAP_MAX`` 0, so no block gets pages of its own from ``mmap``, and
 ``M_TRIM_THRESHOLD`` 1 GB), for both libraries alike, so that a layer's time is its own work and not the kernel's
@@ -128,6 +134,56 @@ def _limit_numpy_threads():
 
 def load_average() -> float:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
+#: The machine's own speed, read at the start and the end of a run (machine_speed): the size of the float32 matrices
+#: multiplied, the MB copied, and the change in either between two readings from which the bench warns.
+MACHINE_PRODUCT, MACHINE_COPY_MB, MACHINE_DRIFT = 1024, 32, 0.15
+
+
+def machine_speed(calls: int = 5) -> dict:
+    """What the machine delivers now, apart from either library's layers: the median of `calls` products of two
+    float32 MACHINE_PRODUCT x MACHINE_PRODUCT matrices (numpy's BLAS with the bench's threads), in GFLOP/s, and of
+    `calls` copies of MACHINE_COPY_MB MB (one thread), in GB/s read and written.
+
+    On a virtual machine other guests of the same host take cache, memory bandwidth and cores, and neither the load
+    average nor the busy cores the bench counts (this guest's own) show it. On one of these machines, with no other
+    process of its own busy, one layer's matrix products ran at 80 GFLOP/s in one run and at 125-132 in the next, a
+    minute later, and the first layer's conv forward took 52 ms in one run and 35 ms in the next."""
+    n = MACHINE_PRODUCT
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    product = np.empty_like(a)
+    source = np.ones(MACHINE_COPY_MB << 18, dtype=np.float32)
+    target = np.empty_like(source)
+
+    def median(call):
+        call()                                                   # the warm-up: threads woken, pages touched
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
+
+    return {"gemm_gflops": 2 * n ** 3 / median(lambda: np.matmul(a, a, out=product)) / 1e9,
+            "copy_gbps": 2 * source.nbytes / median(lambda: np.copyto(target, source)) / 1e9}
+
+
+def describe_speed(speed: dict) -> str:
+    return (f"float32 product of {MACHINE_PRODUCT}x{MACHINE_PRODUCT} matrices {speed['gemm_gflops']:.0f} GFLOP/s, "
+            f"copy of {MACHINE_COPY_MB} MB {speed['copy_gbps']:.1f} GB/s")
+
+
+def speed_drift(before: dict, after: dict) -> list[str]:
+    """The readings of machine_speed that moved by more than MACHINE_DRIFT from `before` to `after`, as
+    'the product rate 41% lower' lines (none when both held)."""
+    lines = []
+    for key, what in (("gemm_gflops", "the product rate"), ("copy_gbps", "the copy rate")):
+        if before.get(key) and after.get(key):
+            change = after[key] / before[key] - 1
+            if abs(change) > MACHINE_DRIFT:
+                lines.append(f"{what} {abs(change):.0%} {'higher' if change > 0 else 'lower'}")
+    return lines
 
 
 WAIT = 0.0                                     # --wait: seconds a row may wait for the other processes to calm down
@@ -557,9 +613,15 @@ def load_baseline(path: Path | None) -> dict:
     return {_key(row): row for row in json.loads(path.read_text())["rows"]}
 
 
-def compare(rows, old_path: Path) -> None:
+def compare(rows, old_path: Path, speed: dict | None = None) -> None:
     old = load_baseline(old_path)
     print(f"\ncompared with {old_path} (ratios ours / torch; MB peak):")
+    was_speed = json.loads(old_path.read_text()).get("meta", {}).get("machine", {}).get("start") \
+        if old_path.is_file() else None
+    if speed and was_speed:
+        drift = speed_drift(was_speed, speed)
+        print(f"  machine then: {describe_speed(was_speed)}; now: {describe_speed(speed)}" + (
+            f": WARNING, {' and '.join(drift)} now; compare the ratios, not the times" if drift else ""))
     for row in rows:
         was = old.get(_key(row))
         if not was:
@@ -714,6 +776,8 @@ def main(argv=None) -> int:
             print(f"note: {variable}={os.environ[variable]} is set; it can select a slower OpenBLAS kernel "
                   f"(make bench unsets it)")
     print(malloc)
+    speed = machine_speed()
+    print(f"machine: {describe_speed(speed)} (median of 5 calls; read again at the end)")
     print(f"load average {load:.2f} on {cores} cores" + (
         f": WARNING, at or above {args.load_limit:g}: other processes are busy and 2-thread timings suffer from "
         f"it; rows measured under load are measured again with more calls and get a '*'. A quiet machine gives the "
@@ -744,8 +808,14 @@ def main(argv=None) -> int:
                         against)
     elapsed = time.perf_counter() - started
     end_load = load_average()
+    end_speed = machine_speed()
     print(f"\n{elapsed:.0f} s in all; load average {load:.2f} at the start, {end_load:.2f} at the end; "
           f"{sum(r['loaded'] for r in rows)} of {len(rows)} rows measured under load (*)")
+    drift = speed_drift(speed, end_speed)
+    print(f"machine at the end: {describe_speed(end_speed)}" + (
+        f": WARNING, {' and '.join(drift)} than at the start. Something outside this machine (another guest of its "
+        f"host) changed its speed during the run; the rows' ratios, and --against's, hold up better than their times"
+        if drift else ""))
 
     missed = []
     for row in rows:
@@ -775,7 +845,7 @@ def main(argv=None) -> int:
     for problem in problems:
         print(f"problem: {problem}")
     if args.compare:
-        compare(rows, args.compare)
+        compare(rows, args.compare, speed)
     if against:
         against_table(rows, against_commit)
     if args.json:
@@ -783,7 +853,7 @@ def main(argv=None) -> int:
                 "commit": _commit(repo), "against": against_commit, "numpy": np.__version__,
                 "torch": torch.__version__, "blas": blas, "malloc": malloc,
                 "threads": THREADS, "clock": CLOCK.__name__, "cores": cores, "load_start": load, "load_end": end_load,
-                "rounds": rounds,
+                "machine": {"start": speed, "end": end_speed}, "rounds": rounds,
                 "seconds": elapsed}
         args.json.write_text(json.dumps({"meta": meta, "rows": rows, "missed": missed, "problems": problems},
                                         indent=1) + "\n")

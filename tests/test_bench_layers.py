@@ -246,6 +246,10 @@ def test_against_a_revision_times_that_revisions_layers_beside_the_current_ones(
     assert all(row[f"{name}_ms"] > 0 and row[f"{name}_at_ms"] > 0 for name in ("ref", "given"))
     assert all(isinstance(row[f"{name}_faults"], int) for name in ("torch", "ref", "given", "given_at"))
     assert report["meta"]["malloc"] == "malloc: glibc's adaptive thresholds (--adaptive-malloc)"
+    machine = report["meta"]["machine"]
+    assert all(machine[when]["gemm_gflops"] > 1 and machine[when]["copy_gbps"] > 0.1 for when in ("start", "end"))
+    assert f"machine: {bench.describe_speed(machine['start'])}" in text
+    assert f"machine at the end: {bench.describe_speed(machine['end'])}" in text
     table = text.split(f"\nagainst {report['meta']['against']} (")[1].splitlines()[1]
     assert table.split()[:3] == ["max", "pool", "backward"]
     assert f"given {row['given_ms']:.2f} / {row['given_at_ms']:.2f} ms" in table
@@ -330,3 +334,31 @@ def test_with_the_bench_malloc_torchs_conv_backward_stops_taking_fresh_pages_on_
     steady = _malloc_probe("steady", "torch")
     assert min(default["faults"][2:]) > 1000, default
     assert max(steady["faults"][2:]) <= 100, steady
+
+
+def test_the_bench_reads_the_machines_speed_and_names_the_readings_that_moved():
+    speed = bench.machine_speed(calls=3)
+    assert set(speed) == {"gemm_gflops", "copy_gbps"}
+    assert speed["gemm_gflops"] > 1 and speed["copy_gbps"] > 0.1       # a real product and a real copy were timed
+    assert bench.describe_speed(speed).startswith(f"float32 product of 1024x1024 matrices {speed['gemm_gflops']:.0f}")
+    before = {"gemm_gflops": 160.0, "copy_gbps": 30.0}
+    assert bench.speed_drift(before, {"gemm_gflops": 150.0, "copy_gbps": 33.0}) == []        # within 15%
+    assert bench.speed_drift(before, {"gemm_gflops": 80.0, "copy_gbps": 30.0}) == ["the product rate 50% lower"]
+    assert bench.speed_drift(before, {"gemm_gflops": 200.0, "copy_gbps": 12.0}) == [
+        "the product rate 25% higher", "the copy rate 60% lower"]
+
+
+def test_compare_sets_the_machines_speed_then_beside_its_speed_now(tmp_path, capsys):
+    row = {"op": "max pool backward", "shape": [1, 2, 4, 4], "dtype": "float32", "w_shape": [1],
+           "ref_ratio": 1.0, "ref_mb": 1.0, "given_ratio": 1.5, "given_mb": 2.0}
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"meta": {"machine": {"start": {"gemm_gflops": 300.0, "copy_gbps": 30.0}}},
+                                   "rows": [{**row, "given_ratio": 1.2}]}))
+    bench.compare([row], earlier, {"gemm_gflops": 150.0, "copy_gbps": 29.0})
+    text = capsys.readouterr().out
+    assert "machine then: float32 product of 1024x1024 matrices 300 GFLOP/s" in text
+    assert "now: float32 product of 1024x1024 matrices 150 GFLOP/s" in text
+    assert "WARNING, the product rate 50% lower now" in text
+    assert "given 1.20x -> 1.50x" in text
+    bench.compare([row], earlier, {"gemm_gflops": 290.0, "copy_gbps": 31.0})
+    assert "WARNING" not in capsys.readouterr().out
