@@ -27,8 +27,9 @@ invisible to it).
 The machine's own speed is read at the start and at the end (``machine_speed``: a float32 product of two 1024 x 1024
 matrices with the bench's threads, and a copy of 32 MB) and printed with the header and after the table, with a
 warning when either moved by more than 15% during the run; ``--json`` keeps both readings and ``--compare`` sets them
-beside the earlier run's. These machines are virtual: other guests of the host slow them down without showing in the
-load average or in the busy cores above, and these two readings are what shows it.
+beside the earlier run's. These machines are virtual: what the host's other guests take of caches and memory
+bandwidth slows a run down without showing in the load average or in the busy cores above; these two readings show
+it.
 
 Memory allocation: before torch is imported the bench tells glibc's malloc to serve every block from its heap and to
 keep what is freed for reuse (``mallopt``: ``M_MMAP_MAX`` 0, so no block gets pages of its own from ``mmap``, and
@@ -146,10 +147,11 @@ def machine_speed(calls: int = 5) -> dict:
     float32 MACHINE_PRODUCT x MACHINE_PRODUCT matrices (numpy's BLAS with the bench's threads), in GFLOP/s, and of
     `calls` copies of MACHINE_COPY_MB MB (one thread), in GB/s read and written.
 
-    On a virtual machine other guests of the same host take cache, memory bandwidth and cores, and neither the load
-    average nor the busy cores the bench counts (this guest's own) show it. On one of these machines, with no other
-    process of its own busy, one layer's matrix products ran at 80 GFLOP/s in one run and at 125-132 in the next, a
-    minute later, and the first layer's conv forward took 52 ms in one run and 35 ms in the next."""
+    On a virtual machine the host's other guests can take caches and memory bandwidth, and neither the load average
+    nor the busy cores the bench counts (steal time included) show that. On one of these machines, with nothing else
+    of its own running, the matrix products of one band of the first layer ran at 79-85 GFLOP/s in one run and at
+    124-132 in the next, started right after it, and the first layer's conv forward took 52-54 ms in one run and 35-40
+    ms in another a minute later."""
     n = MACHINE_PRODUCT
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     product = np.empty_like(a)
@@ -813,8 +815,9 @@ def main(argv=None) -> int:
           f"{sum(r['loaded'] for r in rows)} of {len(rows)} rows measured under load (*)")
     drift = speed_drift(speed, end_speed)
     print(f"machine at the end: {describe_speed(end_speed)}" + (
-        f": WARNING, {' and '.join(drift)} than at the start. Something outside this machine (another guest of its "
-        f"host) changed its speed during the run; the rows' ratios, and --against's, hold up better than their times"
+        f": WARNING, {' and '.join(drift)} than at the start. The machine's speed changed during the run (nothing "
+        f"of its own was busy, or the load would say so: on a virtual machine, the host's other guests); the rows' "
+        f"ratios, and --against's, hold up better than their times"
         if drift else ""))
 
     missed = []
