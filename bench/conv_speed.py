@@ -815,9 +815,9 @@ def main(argv=None) -> int:
           f"{sum(r['loaded'] for r in rows)} of {len(rows)} rows measured under load (*)")
     drift = speed_drift(speed, end_speed)
     print(f"machine at the end: {describe_speed(end_speed)}" + (
-        f": WARNING, {' and '.join(drift)} than at the start. The machine's speed changed during the run (nothing "
-        f"of its own was busy, or the load would say so: on a virtual machine, the host's other guests); the rows' "
-        f"ratios, and --against's, hold up better than their times"
+        f": WARNING, {' and '.join(drift)} than at the start. The machine's speed changed during the run, so rows "
+        f"measured at different moments are not comparable by their times; their ratios, and --against's, hold up "
+        f"better"
         if drift else ""))
 
     missed = []
