@@ -138,14 +138,15 @@ def load_average() -> float:
 
 
 #: The machine's own speed, read at the start and the end of a run (machine_speed): the size of the float32 matrices
-#: multiplied, the MB copied, and the change in either between two readings from which the bench warns.
-MACHINE_PRODUCT, MACHINE_COPY_MB, MACHINE_DRIFT = 1024, 32, 0.15
+#: multiplied, the MB copied, the calls of each whose median is kept, and the change in either reading between the
+#: two from which the bench warns.
+MACHINE_PRODUCT, MACHINE_COPY_MB, MACHINE_CALLS, MACHINE_DRIFT = 1024, 32, 5, 0.15
 
 
-def machine_speed(calls: int = 5) -> dict:
+def machine_speed(calls: int = MACHINE_CALLS) -> dict:
     """What the machine delivers now, apart from either library's layers: the median of `calls` products of two
     float32 MACHINE_PRODUCT x MACHINE_PRODUCT matrices (numpy's BLAS with the bench's threads), in GFLOP/s, and of
-    `calls` copies of MACHINE_COPY_MB MB (one thread), in GB/s read and written.
+    `calls` copies of MACHINE_COPY_MB MB (one thread), in GB/s read and written; timed as the rows are (_median_ms).
 
     On a virtual machine the host's other guests can take caches and memory bandwidth, and neither the load average
     nor the busy cores the bench counts (steal time included) show that. On one of these machines, with nothing else
@@ -157,18 +158,9 @@ def machine_speed(calls: int = 5) -> dict:
     product = np.empty_like(a)
     source = np.ones(MACHINE_COPY_MB << 18, dtype=np.float32)
     target = np.empty_like(source)
-
-    def median(call):
-        call()                                                   # the warm-up: threads woken, pages touched
-        times = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - start)
-        return float(np.median(times))
-
-    return {"gemm_gflops": 2 * n ** 3 / median(lambda: np.matmul(a, a, out=product)) / 1e9,
-            "copy_gbps": 2 * source.nbytes / median(lambda: np.copyto(target, source)) / 1e9}
+    ms = _median_ms({"product": lambda: np.matmul(a, a, out=product), "copy": lambda: np.copyto(target, source)},
+                    calls, blocks=1)
+    return {"gemm_gflops": 2 * n ** 3 / ms["product"] / 1e6, "copy_gbps": 2 * source.nbytes / ms["copy"] / 1e6}
 
 
 def describe_speed(speed: dict) -> str:
@@ -609,17 +601,24 @@ def against_table(rows, commit: str) -> None:
             print(_label(row) + ";  ".join(parts))
 
 
+def _read_run(path: Path | None) -> dict:
+    """A --json file's contents; {} where there is no such file."""
+    return json.loads(path.read_text()) if path is not None and path.is_file() else {}
+
+
+def _rows(run: dict) -> dict:
+    return {_key(row): row for row in run["rows"]} if run else {}
+
+
 def load_baseline(path: Path | None) -> dict:
-    if path is None or not path.is_file():
-        return {}
-    return {_key(row): row for row in json.loads(path.read_text())["rows"]}
+    return _rows(_read_run(path))
 
 
 def compare(rows, old_path: Path, speed: dict | None = None) -> None:
-    old = load_baseline(old_path)
+    run = _read_run(old_path)
+    old = _rows(run)
     print(f"\ncompared with {old_path} (ratios ours / torch; MB peak):")
-    was_speed = json.loads(old_path.read_text()).get("meta", {}).get("machine", {}).get("start") \
-        if old_path.is_file() else None
+    was_speed = run.get("meta", {}).get("machine", {}).get("start")
     if speed and was_speed:
         drift = speed_drift(was_speed, speed)
         print(f"  machine then: {describe_speed(was_speed)}; now: {describe_speed(speed)}" + (
@@ -779,7 +778,7 @@ def main(argv=None) -> int:
                   f"(make bench unsets it)")
     print(malloc)
     speed = machine_speed()
-    print(f"machine: {describe_speed(speed)} (median of 5 calls; read again at the end)")
+    print(f"machine: {describe_speed(speed)} (median of {MACHINE_CALLS} calls; read again at the end)")
     print(f"load average {load:.2f} on {cores} cores" + (
         f": WARNING, at or above {args.load_limit:g}: other processes are busy and 2-thread timings suffer from "
         f"it; rows measured under load are measured again with more calls and get a '*'. A quiet machine gives the "
