@@ -48,7 +48,10 @@ they were made faster): the ratio to torch or the layer's own time within 10% of
 times alone move by up to 2x between runs); the peak memory of each layer at most twice the baseline's.
 ``gemm`` is the limit that explains a convolution row: the matrix products of the layer alone (the shapes an im2col
 layer needs, contiguous operands with rows an odd number of cache lines apart, in blocks of 2048 output positions),
-over torch's whole layer; ``copy`` the same for pooling, one copy of the input.
+over torch's whole layer; ``copy`` the same for pooling, one copy of the input. The reference max-pool backward has
+a floor of its own, timed beside its row and quoted where it misses its target: 05's interface gives it
+``(x, pool_param)`` as its cache (torch keeps the maxima's indices), so it finds every window's maximum again, the
+work of its own forward pass, which is timed alone.
 
 ``--against REVISION`` also loads the layers of a git revision (its tree extracted into a temporary directory: its
 ``workbook/layers.py`` and its references) and times them in the same blocks of calls as the current ones: the table
@@ -113,6 +116,9 @@ TOLERANCES = {"float32": dict(rtol=1e-4, atol=1e-4), "float64": dict(rtol=1e-10,
 IMPLEMENTATIONS = ("ref", "given")
 PAUSE = 0.25                                   # seconds before each block of calls of one library (see _median_ms)
 LIMIT_BLOCK = 2048                             # output positions per matrix product of the gemm limit
+#: What the reference max-pool backward cannot do without: 05's interface gives it (x, pool_param) as its cache, so it
+#: finds every window's maximum again; its own forward pass does that alone (the floor timed beside its row)
+FORWARD_FLOOR = "its cache is (x, pool_param), so it finds the windows' maxima again; its own forward pass alone"
 PAGE_FAULT_NOTE = 100                          # page faults per call above which a row is listed after the table
 MALLOC_TRIM = 1 << 30                          # without --adaptive-malloc: freed memory kept up to this much
 
@@ -382,8 +388,10 @@ def bench_shape(layers, torch, x_shape, w_shape, pad, dtype, rounds, load_limit,
     b = rng.standard_normal(w_shape[0]).astype(dtype)
     xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
 
-    def measure(op, calls, torch_call, limit, check):
-        """One row: check each implementation, then time them with torch."""
+    def measure(op, calls, torch_call, limit, check, floors=None):
+        """One row: check each implementation, then time them with torch. `floors`: {name: (what, callable)}, work
+        that implementation `name` cannot do without, timed after the row (``{name}_floor_ms``, its ratio to torch
+        and ``what``, which the list of missed targets quotes)."""
         row = {"op": op, "shape": list(x_shape), "w_shape": list(w_shape), "dtype": dtype_name}
         fns = {"torch": torch_call}
         for name, call in calls.items():
@@ -423,6 +431,11 @@ def bench_shape(layers, torch, x_shape, w_shape, pad, dtype, rounds, load_limit,
         if limit is not None:
             limit_ms = _median_ms({"limit": limit}, max(3, rounds // 2))["limit"]
             row["limit_ms"], row["limit_ratio"] = limit_ms, limit_ms / times["torch"]
+        for name, (what, floor) in (floors or {}).items():
+            if name in fns:
+                floor_ms = _median_ms({"floor": floor}, max(3, rounds // 2))["floor"]
+                row.update({f"{name}_floor": what, f"{name}_floor_ms": floor_ms,
+                            f"{name}_floor_ratio": floor_ms / times["torch"]})
         on_row(row)
 
     for dilation in (1, DILATION):
@@ -493,7 +506,8 @@ def bench_shape(layers, torch, x_shape, w_shape, pad, dtype, rounds, load_limit,
             measure("max pool backward",
                     {name: (lambda f=pair[1], c=caches[name]: f(dpool, c)) for name, pair in pairs.items()},
                     lambda: torch.autograd.grad(pooled_t, xt, dpool_t, retain_graph=True), _copy_limit(x),
-                    lambda name, call: _agree(f"max pool backward ({name})", call(), dx_t, dtype))
+                    lambda name, call: _agree(f"max pool backward ({name})", call(), dx_t, dtype),
+                    floors={"ref": (FORWARD_FLOOR, lambda f=pairs["ref"][0]: f(x, dict(POOL)))})
         del pooled_t
 
 
@@ -538,6 +552,38 @@ def verdicts(row, baseline: dict) -> dict:
             "memory": None if not before_mb else row[f"{name}_mb"] <= MEMORY_FACTOR * before_mb + 0.1,
         }
     return result
+
+
+def missed_lines(rows, baseline: dict) -> list[str]:
+    """One line per target a row missed; a time missed by an implementation with a measured floor (work it cannot do
+    without) says what that floor alone takes."""
+    missed = []
+    for row in rows:
+        for name, marks in verdicts(row, baseline).items():
+            for aspect, ok in marks.items():
+                if ok is False:
+                    was_ms = baseline.get(_key(row), {}).get(f"{name}_ms")
+                    also = f", {row[name + '_ms']:.2f} ms vs the baseline's {was_ms:.2f} ms" \
+                        if row["dtype"] != "float32" and was_ms else ""
+                    value = (f"{row[name + '_ratio']:.2f}x (target {target_of(row, baseline, name)[1]}{also})"
+                             if aspect == "time" else
+                             f"{row[name + '_mb']:.1f} MB (baseline {baseline[_key(row)][name + '_mb']:.1f} MB)")
+                    if aspect == "time" and f"{name}_floor_ratio" in row:
+                        value += (f"; {row[name + '_floor']}: {row[name + '_floor_ms']:.2f} ms, "
+                                  f"{row[name + '_floor_ratio']:.2f}x")
+                    missed.append(f"{row['op']} {tuple(row['shape'])} {row['dtype']} {name}: {aspect} {value}")
+    return missed
+
+
+def float64_hint(missed: list[str], baseline_meta: dict) -> str:
+    """When a float64 time was missed: that target compares with times of another run (the baseline's, at its own
+    moment of the machine's speed), and --against the baseline's commit times those layers in this run instead."""
+    commit = baseline_meta.get("commit")
+    if not commit or not any(" float64 " in line and ": time " in line for line in missed):
+        return ""
+    return (f"  float64 times are compared with the baseline's run ({commit}, {baseline_meta.get('date', '?')}); "
+            f"the machine's speed moves between runs, so for the float64 rows that missed, "
+            f"--against {commit} times the baseline's layers in this same run")
 
 
 COLUMNS = (f"{'op':<20} {'x shape':<18} {'dtype':<7} {'torch ms':>8} {'ref ms':>8} {'ref':>7} {'given ms':>8} "
@@ -819,24 +865,16 @@ def main(argv=None) -> int:
         f"better"
         if drift else ""))
 
-    missed = []
-    for row in rows:
-        for name, marks in verdicts(row, baseline).items():
-            for aspect, ok in marks.items():
-                if ok is False:
-                    was_ms = baseline.get(_key(row), {}).get(f"{name}_ms")
-                    also = f", {row[name + '_ms']:.2f} ms vs the baseline's {was_ms:.2f} ms" \
-                        if row["dtype"] != "float32" and was_ms else ""
-                    value = (f"{row[name + '_ratio']:.2f}x (target {target_of(row, baseline, name)[1]}{also})"
-                             if aspect == "time" else
-                             f"{row[name + '_mb']:.1f} MB (baseline {baseline[_key(row)][name + '_mb']:.1f} MB)")
-                    missed.append(f"{row['op']} {tuple(row['shape'])} {row['dtype']} {name}: {aspect} {value}")
+    missed = missed_lines(rows, baseline)
     print(f"targets: every float32 row <= {TARGET:g}x torch, conv forward/backward on x {LAYERS[0][0]} <= "
           f"{HEADLINE_TARGET:g}x; float64 rows <= the baseline's ratio or time (+{FLOAT64_SLACK - 1:.0%}); "
           f"peak memory <= {MEMORY_FACTOR:g}x the baseline's")
     print(f"  {len(missed)} missed" + (":" if missed else ""))
     for line in missed:
         print(f"  - {line}")
+    hint = float64_hint(missed, _read_run(args.baseline).get("meta", {}) if args.baseline else {})
+    if hint:
+        print(hint)
     faulting = faults_note(rows)
     if faulting:
         print(f"page faults of the median call, where more than {PAGE_FAULT_NOTE}:")

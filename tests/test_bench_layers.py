@@ -204,6 +204,31 @@ def test_the_bench_judges_float64_rows_by_their_ratio_or_their_own_time_and_floa
     assert verdict("float32", 1.99, 100.0) and not verdict("float32", 2.01, 1.0)
 
 
+def test_a_missed_time_with_a_measured_floor_says_what_the_floor_alone_takes():
+    """The reference max-pool backward's miss names the floor it cannot go under (its own forward pass); a row
+    without a floor, or a target met, says nothing of it."""
+    row = {"op": "max pool backward", "shape": [16, 64, 56, 56], "dtype": "float32", "ref_ratio": 5.03,
+           "ref_ms": 6.9, "ref_mb": 13.3, "ref_floor": bench.FORWARD_FLOOR, "ref_floor_ms": 3.02,
+           "ref_floor_ratio": 2.2, "given_ratio": 2.6, "given_ms": 3.6, "given_mb": 13.0}
+    ref_line, given_line = bench.missed_lines([row], {})
+    assert ref_line == (f"max pool backward (16, 64, 56, 56) float32 ref: time 5.03x (target 2x); "
+                        f"{bench.FORWARD_FLOOR}: 3.02 ms, 2.20x")
+    assert given_line == "max pool backward (16, 64, 56, 56) float32 given: time 2.60x (target 2x)"
+    assert bench.missed_lines([{**row, "ref_ratio": 1.9, "given_ratio": 1.5}], {}) == []
+
+
+def test_a_missed_float64_time_points_to_the_baselines_commit_for_a_same_run_comparison():
+    meta = {"commit": "4c65470", "date": "2026-12-01T15:27:08"}
+    f64 = ["conv forward (1, 64, 224, 224) float64 ref: time 0.98x (target <=0.64x, 72.04 ms vs the baseline's "
+           "55.27 ms)"]
+    hint = bench.float64_hint(f64, meta)
+    assert "--against 4c65470" in hint and "2026-12-01T15:27:08" in hint
+    assert bench.float64_hint(["conv forward (16, 64, 56, 56) float32 ref: time 1.60x (target 1.5x)"], meta) == ""
+    assert bench.float64_hint(["conv forward (50, 3, 32, 32) float64 ref: memory 40.0 MB (baseline 11.1 MB)"],
+                              meta) == ""
+    assert bench.float64_hint(f64, {}) == ""
+
+
 def _git(*args, cwd):
     return subprocess.run(["git", "-c", "user.name=bench test", "-c", "user.email=bench@example.org", *args],
                           cwd=cwd, capture_output=True, text=True, check=True).stdout
@@ -245,6 +270,10 @@ def test_against_a_revision_times_that_revisions_layers_beside_the_current_ones(
     (row,) = report["rows"]
     assert all(row[f"{name}_ms"] > 0 and row[f"{name}_at_ms"] > 0 for name in ("ref", "given"))
     assert all(isinstance(row[f"{name}_faults"], int) for name in ("torch", "ref", "given", "given_at"))
+    # the reference's floor: its own forward pass, on the same x
+    assert row["ref_floor"] == bench.FORWARD_FLOOR and row["ref_floor_ms"] > 0
+    assert row["ref_floor_ratio"] == pytest.approx(row["ref_floor_ms"] / row["torch_ms"])
+    assert "given_floor_ms" not in row
     assert report["meta"]["malloc"] == "malloc: glibc's adaptive thresholds (--adaptive-malloc)"
     machine = report["meta"]["machine"]
     assert all(machine[when]["gemm_gflops"] > 1 and machine[when]["copy_gbps"] > 0.1 for when in ("start", "end"))
