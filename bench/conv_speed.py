@@ -116,8 +116,7 @@ TOLERANCES = {"float32": dict(rtol=1e-4, atol=1e-4), "float64": dict(rtol=1e-10,
 IMPLEMENTATIONS = ("ref", "given")
 PAUSE = 0.25                                   # seconds before each block of calls of one library (see _median_ms)
 LIMIT_BLOCK = 2048                             # output positions per matrix product of the gemm limit
-#: What the reference max-pool backward cannot do without: 05's interface gives it (x, pool_param) as its cache, so it
-#: finds every window's maximum again; its own forward pass does that alone (the floor timed beside its row)
+#: The floor of the reference max-pool backward, as its missed target quotes it (see the module's docstring)
 FORWARD_FLOOR = "its cache is (x, pool_param), so it finds the windows' maxima again; its own forward pass alone"
 PAGE_FAULT_NOTE = 100                          # page faults per call above which a row is listed after the table
 MALLOC_TRIM = 1 << 30                          # without --adaptive-malloc: freed memory kept up to this much
@@ -428,12 +427,13 @@ def bench_shape(layers, torch, x_shape, w_shape, pad, dtype, rounds, load_limit,
                 row[f"{name}_faults"] = faults[name]
                 row[f"{name}_ratio"] = times[name] / times["torch"]
                 row[f"{name}_mb"] = _peak_mb(fns[name])
+        extra_calls = max(3, rounds // 2)                  # for the limit and the floors, timed after the row
         if limit is not None:
-            limit_ms = _median_ms({"limit": limit}, max(3, rounds // 2))["limit"]
+            limit_ms = _median_ms({"limit": limit}, extra_calls)["limit"]
             row["limit_ms"], row["limit_ratio"] = limit_ms, limit_ms / times["torch"]
         for name, (what, floor) in (floors or {}).items():
             if name in fns:
-                floor_ms = _median_ms({"floor": floor}, max(3, rounds // 2))["floor"]
+                floor_ms = _median_ms({"floor": floor}, extra_calls)["floor"]
                 row.update({f"{name}_floor": what, f"{name}_floor_ms": floor_ms,
                             f"{name}_floor_ratio": floor_ms / times["torch"]})
         on_row(row)
@@ -575,11 +575,12 @@ def missed_lines(rows, baseline: dict) -> list[str]:
     return missed
 
 
-def float64_hint(missed: list[str], baseline_meta: dict) -> str:
+def float64_hint(rows, baseline: dict, baseline_meta: dict) -> str:
     """When a float64 time was missed: that target compares with times of another run (the baseline's, at its own
     moment of the machine's speed), and --against the baseline's commit times those layers in this run instead."""
     commit = baseline_meta.get("commit")
-    if not commit or not any(" float64 " in line and ": time " in line for line in missed):
+    if not commit or not any(marks["time"] is False for row in rows if row["dtype"] == "float64"
+                             for marks in verdicts(row, baseline).values()):
         return ""
     return (f"  float64 times are compared with the baseline's run ({commit}, {baseline_meta.get('date', '?')}); "
             f"the machine's speed moves between runs, so for the float64 rows that missed, "
@@ -654,10 +655,6 @@ def _read_run(path: Path | None) -> dict:
 
 def _rows(run: dict) -> dict:
     return {_key(row): row for row in run["rows"]} if run else {}
-
-
-def load_baseline(path: Path | None) -> dict:
-    return _rows(_read_run(path))
 
 
 def compare(rows, old_path: Path, speed: dict | None = None) -> None:
@@ -803,7 +800,8 @@ def main(argv=None) -> int:
         scratch = tempfile.TemporaryDirectory(prefix="conv-speed-against-")    # removed when the run ends
         against, notes_at = load_layers_at(repo, against_commit, Path(scratch.name))
         notes += notes_at
-    baseline = {} if args.baseline is None else load_baseline(args.baseline)
+    baseline_run = _read_run(args.baseline)                  # read once: its rows here, its meta after the table
+    baseline = _rows(baseline_run)
     ops = OPS if not args.ops else [op.strip() for op in args.ops.split(",")]
     unknown = [op for op in ops if op not in OPS]
     if unknown:
@@ -872,7 +870,7 @@ def main(argv=None) -> int:
     print(f"  {len(missed)} missed" + (":" if missed else ""))
     for line in missed:
         print(f"  - {line}")
-    hint = float64_hint(missed, _read_run(args.baseline).get("meta", {}) if args.baseline else {})
+    hint = float64_hint(rows, baseline, baseline_run.get("meta", {}))
     if hint:
         print(hint)
     faulting = faults_note(rows)

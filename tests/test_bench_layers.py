@@ -219,14 +219,19 @@ def test_a_missed_time_with_a_measured_floor_says_what_the_floor_alone_takes():
 
 def test_a_missed_float64_time_points_to_the_baselines_commit_for_a_same_run_comparison():
     meta = {"commit": "4c65470", "date": "2026-12-01T15:27:08"}
-    f64 = ["conv forward (1, 64, 224, 224) float64 ref: time 0.98x (target <=0.64x, 72.04 ms vs the baseline's "
-           "55.27 ms)"]
-    hint = bench.float64_hint(f64, meta)
+    key = {"op": "conv forward", "shape": [1, 64, 224, 224]}
+    baseline = {bench._key({**key, "dtype": dtype}): {"ref_ratio": 0.58, "ref_ms": 55.27, "ref_mb": 11.1}
+                for dtype in ("float32", "float64")}
+    slow64 = {**key, "dtype": "float64", "ref_ratio": 0.98, "ref_ms": 72.04, "ref_mb": 11.1}
+    hint = bench.float64_hint([slow64], baseline, meta)
     assert "--against 4c65470" in hint and "2026-12-01T15:27:08" in hint
-    assert bench.float64_hint(["conv forward (16, 64, 56, 56) float32 ref: time 1.60x (target 1.5x)"], meta) == ""
-    assert bench.float64_hint(["conv forward (50, 3, 32, 32) float64 ref: memory 40.0 MB (baseline 11.1 MB)"],
-                              meta) == ""
-    assert bench.float64_hint(f64, {}) == ""
+    slow32 = {**key, "dtype": "float32", "ref_ratio": 2.5, "ref_ms": 50.0, "ref_mb": 11.1}
+    assert bench.float64_hint([slow32], baseline, meta) == ""
+    big64 = {**key, "dtype": "float64", "ref_ratio": 0.5, "ref_ms": 50.0, "ref_mb": 40.0}
+    assert bench.missed_lines([big64], baseline) == ["conv forward (1, 64, 224, 224) float64 ref: memory 40.0 MB "
+                                                     "(baseline 11.1 MB)"]
+    assert bench.float64_hint([big64], baseline, meta) == ""
+    assert bench.float64_hint([slow64], baseline, {}) == ""
 
 
 def _git(*args, cwd):
