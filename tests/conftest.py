@@ -83,14 +83,15 @@ def graded_sample_class(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def torch():
-    """PyTorch as an oracle. Optional on a laptop; in CI (CI=true) its absence is a failure, not a skip."""
+    """PyTorch as an oracle. `make test` installs it (TORCH=0 does not); in CI (CI=true) its absence is a failure, not
+    a skip."""
     try:
         import torch as _torch
     except ImportError:
         if os.environ.get("CI"):
             pytest.fail("torch is not installed, but CI must run the torch comparisons "
-                        "(.ci/run installs torch==2.13.0)")
-        pytest.skip("torch not installed (make bench or .ci/run installs torch==2.13.0)")
+                        "(make test installs torch==2.13.0 unless TORCH=0)")
+        pytest.skip("torch not installed (make test installs torch==2.13.0; TORCH=0 leaves it out)")
     _torch.set_num_threads(2)
     return _torch
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 
 import yaml
@@ -39,6 +40,19 @@ def test_the_grader_command_is_installed():
 def test_torch_is_never_a_dependency():
     text = (REPO_ROOT / "pyproject.toml").read_text() + (REPO_ROOT / "environment.yml").read_text()
     assert "torch" not in re.sub(r"#.*", "", text)
+
+
+def _make_dry_run(*args: str) -> str:
+    """What `make` would run for these arguments on a fresh clone (-B: as if nothing were installed yet)."""
+    return subprocess.run(["make", "-n", "-B", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_make_test_installs_the_pinned_torch_oracle_unless_told_not_to():
+    # the pinned CPU build: an unpinned torch would pull a multi-GB CUDA build
+    installs = [line for line in _make_dry_run("test").splitlines() if "pip install" in line and "torch" in line]
+    assert len(installs) == 1 and "torch==2.13.0" in installs[0].split()
+    assert "torch" not in _make_dry_run("test", "TORCH=0")
 
 
 def test_course_config_agrees_with_the_grader():
