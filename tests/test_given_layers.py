@@ -130,12 +130,15 @@ def test_max_pool_ties_go_to_the_first_maximum_as_in_torch(torch):
     np.testing.assert_allclose(layers.max_pool_backward(dout, cache), xt.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("chunk", [1, 1 << 20])
-@pytest.mark.parametrize("shape", POOL_SHAPES + [(1, 2, 34, 34, 17, 17, 17)],
+@pytest.mark.parametrize("chunk", [1, 512, 1 << 10, 1 << 20])
+@pytest.mark.parametrize("shape", POOL_SHAPES + [(3, 3, 8, 8, 2, 2, 2), (1, 2, 34, 34, 17, 17, 17),
+                                                 (1, 1, 2, 65540, 2, 2, 2)],
                          ids=lambda s: "x{}x{}x{}x{} {}x{} s{}".format(*s))
 def test_max_pool_switches_are_the_first_maximum_of_each_window_where_most_windows_tie(monkeypatch, shape, chunk):
-    """The switches, against np.argmax (which returns the first maximum) over every window, in row-major order
-    within the window; a 17x17 window has offsets beyond 255, so its switches are not bytes. Without torch."""
+    """The switches, positions in x.ravel(), against np.argmax (which returns the first maximum) over every window,
+    in row-major order within the window. A 17x17 window has offsets beyond 255, and a row of 65540 pixels positions
+    beyond 65535 within a window, so neither is computed in small integers. The pieces of the batch: one depth slice,
+    two channels of an image, two of three images, or all. Without torch."""
     monkeypatch.setattr(layers, "POOL_CHUNK_BYTES", chunk)
     N, C, H, W, ph, pw, stride = shape
     x = np.random.default_rng(sum(shape)).integers(0, 3, size=(N, C, H, W)).astype(np.float32)
@@ -143,7 +146,11 @@ def test_max_pool_switches_are_the_first_maximum_of_each_window_where_most_windo
     windows = np.lib.stride_tricks.sliding_window_view(x, (ph, pw), axis=(2, 3))[:, :, ::stride, ::stride]
     windows = windows.reshape(*out.shape, ph * pw)
     np.testing.assert_array_equal(out, windows.max(axis=-1))
-    np.testing.assert_array_equal(switches, windows.argmax(axis=-1))
+    u, v = np.divmod(windows.argmax(axis=-1), pw)
+    n, c, i, j = np.indices(out.shape)
+    assert switches.dtype == np.intp
+    np.testing.assert_array_equal(switches, ((n * C + c) * H + i * stride + u) * W + j * stride + v)
+    np.testing.assert_array_equal(x.ravel()[switches], out)
 
 
 def test_global_pool_relu_and_affine_match_torch(torch):

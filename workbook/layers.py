@@ -499,8 +499,9 @@ def max_pool_forward(x, pool_param):
     Returns a tuple of:
     - out: Output data of shape (N, C, H', W') and the dtype of x, H' = 1 + (H - PH) / S,
       W' = 1 + (W - PW) / S; out[n, c, i, j] is the maximum of x[n, c, iS:iS + PH, jS:jS + PW]
-    - cache: (x.shape, pool_param, switches), switches[n, c, i, j] the offset u * PW + v of the window's
-      first maximum in row-major order (the input itself is not kept)
+    - cache: (x.shape, pool_param, switches), switches[n, c, i, j] (np.intp) the position in x.ravel() of the
+      window's first maximum in row-major order, so that x.ravel()[switches] == out (the input itself is not
+      kept)
 
     Raises:
     - ValueError if the windows do not tile the input
@@ -508,9 +509,18 @@ def max_pool_forward(x, pool_param):
     ph, pw, stride, H_out, W_out = _pool_geometry(x, pool_param, "max_pool_forward")
     N, C, H, W = x.shape
     out = np.empty((N, C, H_out, W_out), dtype=x.dtype)
-    switches = np.empty(out.shape, dtype=np.uint8 if ph * pw <= 256 else np.intp)
-    for piece in _chunks(N, C, H * W * x.itemsize):
-        part, best, sw = x[piece], out[piece], switches[piece]
+    switches = np.empty(out.shape, dtype=np.intp)
+    pieces = _chunks(N, C, H * W * x.itemsize)
+    # where each window of a piece starts, from the piece's first pixel: its depth slice's start within the piece,
+    # then (i S) W + j S within the slice (the largest piece is the first)
+    first = out[pieces[0]].shape
+    starts = (np.arange(first[0] * first[1], dtype=np.intp).reshape(first[0], first[1], 1, 1) * (H * W)
+              + (np.arange(H_out, dtype=np.intp) * (stride * W))[:, None] + np.arange(W_out, dtype=np.intp) * stride)
+    # the position u W + v of a window's (u, v) from the window's start, in the smallest integers that hold it
+    farthest = (ph - 1) * W + pw - 1
+    shift_type = np.uint8 if farthest < 1 << 8 else np.uint16 if farthest < 1 << 16 else np.intp
+    for images, channels in pieces:
+        part, best = x[images, channels], out[images, channels]
         views = list(_taps(part, ph, pw, stride, H_out, W_out))
         # the maximum over the window's rows first (views of whole rows of x, which numpy compares fastest), then
         # over its columns
@@ -523,15 +533,19 @@ def max_pool_forward(x, pool_param):
         for column in columns[1:-1]:
             np.maximum(best, column, out=best)
         # the first maximum: the offsets from last to first, each one that holds the maximum overwriting. Written
-        # sw += held * (offset - sw), exact in the switches' integer type (wrapping included): about ten times
+        # shift += held * (u W + v - shift), exact in the shift's integer type (wrapping included): about ten times
         # faster than numpy's masked assignments (np.copyto with where=, np.putmask)
-        sw.fill(len(views) - 1)
-        held, step = np.empty(sw.shape, dtype=bool), np.empty_like(sw)
+        shift = np.full(best.shape, farthest, dtype=shift_type)
+        held, step = np.empty(shift.shape, dtype=bool), np.empty_like(shift)
         for offset, view in reversed(views[:-1]):
             np.equal(view, best, out=held)
-            np.subtract(offset, sw, out=step)
+            np.subtract(offset // pw * W + offset % pw, shift, out=step)
             np.multiply(step, held, out=step)
-            sw += step
+            shift += step
+        # the position in x.ravel(): the window's start within the piece, plus the piece's first pixel
+        position = switches[images, channels]
+        np.add(starts[:best.shape[0], :best.shape[1]], shift, out=position)
+        position += (images.start * C + (channels.start or 0)) * H * W
     return out, (x.shape, pool_param, switches)
 
 
@@ -549,18 +563,18 @@ def max_pool_backward(dout, cache):
     """
     (N, C, H, W), pool_param, switches = cache
     ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
-    _, _, H_out, W_out = dout.shape
-    tiled = ph == pw == stride and H == H_out * stride and W == W_out * stride      # every pixel in one window
     overlap = stride < ph or stride < pw
-    dx = (np.empty if tiled else np.zeros)((N, C, H, W), dtype=dout.dtype)
+    dx = np.empty((N, C, H, W), dtype=dout.dtype)
+    flat = dx.reshape(-1)
+    # one scatter of dout to the switches, a few depth slices at a time (zeroed just before, while in the cache);
+    # the positions are into the whole of dx, and a piece's windows lie in the piece's depth slices
     for piece in _chunks(N, C, H * W * dout.itemsize):
-        grads, sw = dout[piece], switches[piece]
-        for offset, view in _taps(dx[piece], ph, pw, stride, H_out, W_out):
-            routed = sw == offset
-            if overlap:      # a pixel may be the maximum of several windows: add (within one offset no pixel repeats)
-                view += np.where(routed, grads, 0)
-            else:
-                np.multiply(grads, routed, out=view)
+        dx[piece] = 0
+        where, grads = switches[piece].reshape(-1), dout[piece].reshape(-1)
+        if overlap:      # a pixel may be the maximum of several windows: add them all (np.add.at, unbuffered)
+            np.add.at(flat, where, grads)
+        else:            # no pixel in two windows: each position appears once
+            flat[where] = grads
     return dx
 
 
