@@ -472,10 +472,11 @@ def _scatter(dout, w, x_shape, stride, pad, d, dtype):
 # ---------------------------------------------------------------------------------------------------------------
 
 def _taps(a, ph, pw, stride, H_out, W_out):
-    """(u * pw + v, view) for each position (u, v) in the window: view[n, c, i, j] = a[n, c, iS + u, jS + v]."""
+    """(u, v, view) for each position (u, v) in the window, in row-major order: view[n, c, i, j] = a[n, c, iS + u,
+    jS + v]."""
     for u in range(ph):
         for v in range(pw):
-            yield u * pw + v, a[:, :, u:u + stride * (H_out - 1) + 1:stride, v:v + stride * (W_out - 1) + 1:stride]
+            yield u, v, a[:, :, u:u + stride * (H_out - 1) + 1:stride, v:v + stride * (W_out - 1) + 1:stride]
 
 
 def _chunks(N: int, C: int, plane_bytes: int):
@@ -537,9 +538,9 @@ def max_pool_forward(x, pool_param):
         # faster than numpy's masked assignments (np.copyto with where=, np.putmask)
         shift = np.full(best.shape, farthest, dtype=shift_type)
         held, step = np.empty(shift.shape, dtype=bool), np.empty_like(shift)
-        for offset, view in reversed(views[:-1]):
+        for u, v, view in reversed(views[:-1]):
             np.equal(view, best, out=held)
-            np.subtract(offset // pw * W + offset % pw, shift, out=step)
+            np.subtract(u * W + v, shift, out=step)
             np.multiply(step, held, out=step)
             shift += step
         # the position in x.ravel(): the window's start within the piece, plus the piece's first pixel
