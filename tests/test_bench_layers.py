@@ -11,6 +11,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -204,6 +205,30 @@ def test_the_bench_judges_float64_rows_by_their_ratio_or_their_own_time_and_floa
     assert verdict("float32", 1.99, 100.0) and not verdict("float32", 2.01, 1.0)
 
 
+def test_a_float64_row_beside_the_baselines_layers_misses_only_when_slower_by_every_measure():
+    """Timed beside the baseline's own layers in the same run, a float64 row that looks slower than the baseline's
+    run (the machine slower, torch luckier) still meets its target when it took no longer than those layers; slower
+    than them as well, it misses, and the line says by how much."""
+    key = {"op": "conv forward", "shape": [1, 64, 224, 224], "dtype": "float64"}
+    baseline = {bench._key(key): {"ref_ratio": 0.58, "ref_ms": 55.27, "ref_mb": 11.1}}
+    slow = {**key, "ref_ratio": 0.77, "ref_ms": 80.07, "ref_mb": 11.1}         # worse than the baseline's run
+    assert bench.verdicts(slow, baseline)["ref"]["time"] is False
+    beside = {**slow, "beside_baseline": "4c65470", "ref_at_ms": 96.5}
+    assert bench.verdicts(beside, baseline)["ref"]["time"] is True
+    assert bench.missed_lines([beside], baseline) == []
+    assert bench.float64_hint([beside], baseline, {"commit": "4c65470"}) == ""
+    regressed = {**beside, "ref_at_ms": 61.0}
+    assert bench.verdicts(regressed, baseline)["ref"]["time"] is False
+    assert bench.missed_lines([regressed], baseline) == [
+        "conv forward (1, 64, 224, 224) float64 ref: time 0.77x (target <=0.58x, 80.07 ms vs the baseline's 55.27 ms, "
+        "and 61.00 ms for the baseline's layers in this run)"]
+    assert bench.float64_hint([regressed], baseline, {"commit": "4c65470"}) == ""
+    # times of some other revision (--against) do not stand in for the baseline's
+    other = {**slow, "ref_at_ms": 96.5}
+    assert bench.verdicts(other, baseline)["ref"]["time"] is False
+    assert "--against 4c65470" in bench.float64_hint([other], baseline, {"commit": "4c65470"})
+
+
 def test_a_missed_time_with_a_measured_floor_says_what_the_floor_alone_takes():
     """The reference max-pool backward's miss names the floor it cannot go under (its own forward pass); a row
     without a floor, or a target met, says nothing of it."""
@@ -287,6 +312,64 @@ def test_against_a_revision_times_that_revisions_layers_beside_the_current_ones(
     table = text.split(f"\nagainst {report['meta']['against']} (")[1].splitlines()[1]
     assert table.split()[:3] == ["max", "pool", "backward"]
     assert f"given {row['given_ms']:.2f} / {row['given_at_ms']:.2f} ms" in table
+
+
+def test_the_float64_rows_time_the_baselines_layers_at_its_commit_beside_their_own(torch, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """Without --against, the float64 rows also time the layers of the commit the baseline's run names, and are judged
+    by them too: a given max-pool backward made slower than the baseline's misses its float64 targets, and the
+    reference beside it is judged by its time against the baseline's layers (the baseline's run, as written here, was
+    far faster than any)."""
+    clone = tmp_path / "clone"
+    _git("clone", "--quiet", "--depth", "1", f"file://{REPO_ROOT}", str(clone), cwd=tmp_path)
+    base = _git("rev-parse", "--short", "HEAD", cwd=clone).strip()
+    fast = layers.max_pool_backward
+
+    def slower(dout, cache):
+        time.sleep(0.05)
+        return fast(dout, cache)
+
+    monkeypatch.setattr(layers, "max_pool_backward", slower)       # the layers timed now, not the baseline's
+    monkeypatch.setattr(bench, "PAUSE", 0.0)
+    op = "max pool backward"
+    rows = [{"op": op, "shape": list(x_shape), "dtype": dtype, "ref_ratio": 0.01, "ref_ms": 0.001, "ref_mb": 1000.0,
+             "given_ratio": 0.01, "given_ms": 0.001, "given_mb": 1000.0}
+            for x_shape, _, _ in bench.LAYERS for dtype in ("float32", "float64")]
+    baseline_path = tmp_path / "baseline.json"
+    baseline_path.write_text(json.dumps({"meta": {"commit": base, "date": "2026-12-01T15:27:08"}, "rows": rows}))
+    baseline = bench._rows(json.loads(baseline_path.read_text()))
+    out = tmp_path / "run.json"
+    args = ["--repo", str(clone), "--ops", op, "--repeat", "3", "--baseline", str(baseline_path), "--json", str(out),
+            "--adaptive-malloc"]
+    status = bench.main(args)
+    report, text = json.loads(out.read_text()), capsys.readouterr().out
+    assert status == 0 and report["problems"] == []
+    assert report["meta"]["float64_beside"] == base and report["meta"]["against"] is None
+    assert f"float64 rows also time the baseline's layers (commit {base})" in text
+    float32 = [row for row in report["rows"] if row["dtype"] == "float32"]
+    float64 = [row for row in report["rows"] if row["dtype"] == "float64"]
+    assert len(float32) == len(float64) == 3
+    assert not any("given_at_ms" in row or "beside_baseline" in row for row in float32)
+    for row in float64:
+        assert row["beside_baseline"] == base
+        assert row["given_ms"] > 50 > row["given_at_ms"]                      # the planted 50 ms, and not before
+        marks = bench.verdicts(row, baseline)
+        assert marks["given"]["time"] is False
+        assert marks["ref"]["time"] is (row["ref_ms"] <= row["ref_at_ms"] * bench.FLOAT64_SLACK)
+    missed = [line for line in report["missed"] if " float64 given: time" in line]
+    assert len(missed) == 3 and all("for the baseline's layers in this run" in line for line in missed)
+    assert f"--against {base}" not in text                  # no hint to do what the run has done
+    section = text.split(f"\nfloat64 rows beside the baseline's layers, commit {base} (")[1].splitlines()[1:4]
+    assert [line.split()[:3] for line in section] == [["max", "pool", "backward"]] * 3
+    assert all("float64" in line and "given" in line for line in section)
+
+    # --cross-run-only: the baseline's run alone
+    status = bench.main([*args, "--cross-run-only"])
+    report = json.loads(out.read_text())
+    capsys.readouterr()
+    assert report["meta"]["float64_beside"] is None
+    assert not any("given_at_ms" in row or "beside_baseline" in row for row in report["rows"])
+    assert len([line for line in report["missed"] if " float64 given: time" in line]) == 3
 
 
 def test_against_an_unknown_revision_names_it(tmp_path, capsys):
