@@ -66,15 +66,15 @@ def test_conv_in_many_bands_matches_one_band(monkeypatch):
     out, cache = layers.conv_forward(x, w, b, param)
     dout = rng.standard_normal(out.shape)
     grads = layers.conv_backward(dout, cache)
-    monkeypatch.setattr(layers, "BAND_BYTES", 1)
+    monkeypatch.setattr(layers, "BAND_VALUES", 1)
     out1, cache1 = layers.conv_forward(x, w, b, param)
     np.testing.assert_allclose(out1, out, rtol=1e-12, atol=1e-12)
     for g1, g in zip(layers.conv_backward(dout, cache1), grads):
         np.testing.assert_allclose(g1, g, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("settings", [{"BAND_BYTES": 1}, {"BAND_BYTES": 3000}, {"MIN_TERMS": 1},
-                                      {"MIN_TERMS": 10 ** 6}, {"MIN_TERMS": 1, "BAND_BYTES": 1},
+@pytest.mark.parametrize("settings", [{"BAND_VALUES": 1}, {"BAND_VALUES": 375}, {"MIN_TERMS": 1},
+                                      {"MIN_TERMS": 10 ** 6}, {"MIN_TERMS": 1, "BAND_VALUES": 1},
                                       {"BLOCK_ROWS": 1}, {"BLOCK_ROWS": 3, "BLOCK_BYTES": 1},
                                       {"BLOCK_MIN_SIZE": 10 ** 6}],
                          ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
