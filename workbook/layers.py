@@ -137,13 +137,12 @@ class _Bands:
         self.K = self.group * WW * C
         self.starts = range(0, HH, self.group)
         item = np.dtype(dtype).itemsize
-        row_bytes = self.K * self.W_out * item
+        row_values = self.K * self.W_out
         # at least twice as many rows as the later filter rows read below the band, so that the copies of
         # those rows cost at most half of the band's own
-        band_bytes = BAND_VALUES * item
-        self.rows = min(self.H_out, max(1, 2 * self.extra, band_bytes // row_bytes - self.extra))
-        whole = row_bytes * (self.H_out + self.extra)
-        self.images = max(1, min(N, band_bytes // whole)) if self.rows == self.H_out else 1
+        self.rows = min(self.H_out, max(1, 2 * self.extra, BAND_VALUES // row_values - self.extra))
+        whole = row_values * (self.H_out + self.extra)
+        self.images = max(1, min(N, BAND_VALUES // whole)) if self.rows == self.H_out else 1
         self.ones = int(ones_row)
         # The rows of a stack are one operand of the products. Their length is rounded up to an odd number of 64-byte
         # cache lines: rows a multiple of 1 kB apart (24 rows of 224 float32 are 21 kB, 21 x 1 kB) fall on a few of
