@@ -833,7 +833,7 @@ def main(argv=None) -> int:
     dtypes = (np.float32,) if args.quick else (np.float32, np.float64)
     # The float64 targets compare with the baseline: its layers, at the commit its run names, are timed beside the
     # float64 rows in this run as well (unless --against already times some revision beside every row)
-    baseline_commit, beside = None, {}
+    baseline_commit = None
     recorded = baseline_run.get("meta", {}).get("commit") if baseline else None
     if recorded and np.float64 in dtypes:
         try:
@@ -841,13 +841,13 @@ def main(argv=None) -> int:
         except ValueError:
             notes.append(f"baseline: its commit {recorded} is not in {repo}; the float64 rows are compared with the "
                          f"baseline's run alone")
-    if against is not None:
-        beside = {dtype: (against, against_commit) for dtype in dtypes}
-    elif baseline_commit and not args.cross_run_only:
+    # the layers timed beside the float64 rows (those of --against, or the baseline's), and their commit
+    float64_layers, float64_commit = (against, against_commit) if np.float64 in dtypes else (None, None)
+    if against is None and baseline_commit and not args.cross_run_only:
         baseline_scratch = tempfile.TemporaryDirectory(prefix="conv-speed-baseline-")
-        layers_then, notes_then = load_layers_at(repo, baseline_commit, Path(baseline_scratch.name))
+        float64_layers, notes_then = load_layers_at(repo, baseline_commit, Path(baseline_scratch.name))
+        float64_commit = baseline_commit
         notes += notes_then
-        beside = {np.float64: (layers_then, baseline_commit)}
     rounds = 3 if args.quick else args.repeat
 
     load = load_average()
@@ -856,7 +856,7 @@ def main(argv=None) -> int:
     print(f"layers of {repo} (commit {_commit(repo)}); baseline: "
           f"{args.baseline if baseline else 'none (float64 and memory targets not checked)'}"
           + (f"; against the layers of commit {against_commit}" if against else
-             f"; float64 rows also time the baseline's layers (commit {baseline_commit})" if np.float64 in beside
+             f"; float64 rows also time the baseline's layers (commit {baseline_commit})" if float64_commit
              else ""))
     for variable in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if variable in os.environ:
@@ -885,7 +885,7 @@ def main(argv=None) -> int:
     rows, problems = [], []
 
     def on_row(row):
-        if row["dtype"] == "float64" and baseline_commit and beside.get(np.float64, (None, None))[1] == baseline_commit:
+        if row["dtype"] == "float64" and baseline_commit and float64_commit == baseline_commit:
             row["beside_baseline"] = baseline_commit      # the float64 target may then use the same-run times
         rows.append(row)
         print(format_row(row, baseline), flush=True)
@@ -894,7 +894,7 @@ def main(argv=None) -> int:
     for x_shape, w_shape, pad in shapes:
         for dtype in dtypes:
             bench_shape(layers, torch, x_shape, w_shape, pad, dtype, rounds, args.load_limit, ops, problems, on_row,
-                        beside.get(dtype, (None, None))[0])
+                        float64_layers if dtype is np.float64 else against)
     elapsed = time.perf_counter() - started
     end_load = load_average()
     end_speed = machine_speed()
@@ -931,12 +931,12 @@ def main(argv=None) -> int:
         compare(rows, args.compare, speed)
     if against:
         against_table(rows, against_commit)
-    elif np.float64 in beside:
+    elif float64_commit:
         against_table(rows, baseline_commit, f"float64 rows beside the baseline's layers, commit {baseline_commit}")
     if args.json:
         meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "repo": str(repo),
                 "commit": _commit(repo), "against": against_commit,
-                "float64_beside": beside[np.float64][1] if np.float64 in beside else None, "numpy": np.__version__,
+                "float64_beside": float64_commit, "numpy": np.__version__,
                 "torch": torch.__version__, "blas": blas, "malloc": malloc,
                 "threads": THREADS, "clock": CLOCK.__name__, "cores": cores, "load_start": load, "load_end": end_load,
                 "machine": {"start": speed, "end": end_speed}, "rounds": rounds,
