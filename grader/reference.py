@@ -50,19 +50,22 @@ class Reference(types.SimpleNamespace):
         except KeyError:
             raise ReferenceError_(f"{self._notebook}: no function {function!r} is defined in its code cells") from None
 
-    def mutant(self, function: str, old: str, new: str) -> Callable:
-        """A copy of reference ``function`` with the text ``old`` replaced by ``new`` in its body.
+    def mutant(self, function: str, old: str, new: str, *more: tuple[str, str]) -> Callable:
+        """A copy of reference ``function`` with the text ``old`` replaced by ``new`` in its body, and each
+        further ``(old, new)`` pair of ``more`` after it.
 
-        Used to describe known mistakes (``+=`` written as ``=``) and to build the demo class's buggy
-        student. Raises if ``old`` does not occur, so a mutation can never silently stop applying when
-        the solution is edited.
+        Used to describe known mistakes (``+=`` written as ``=``), to build the demo class's buggy
+        student, and in tests to shrink a reference's pieces. Raises if an ``old`` does not occur, so a
+        mutation can never silently stop applying when the solution is edited.
         """
         src = self.source_of(function)
-        if old not in src:
-            raise ReferenceError_(f"{self._notebook}: cannot derive a mistake from {function}: the text {old!r} "
-                                  f"does not occur in its source")
+        for before, after in [(old, new), *more]:
+            if before not in src:
+                raise ReferenceError_(f"{self._notebook}: cannot derive a mistake from {function}: the text "
+                                      f"{before!r} does not occur in its source")
+            src = src.replace(before, after)
         namespace = dict(self._namespace)
-        exec(compile(src.replace(old, new), f"<mutant of {function}>", "exec"), namespace)
+        exec(compile(src, f"<mutant of {function}>", "exec"), namespace)
         return namespace[function]
 
 

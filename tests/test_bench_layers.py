@@ -149,9 +149,10 @@ def test_the_dilated_references_in_many_bands_give_the_same_numbers():
 
 @pytest.mark.parametrize("ties", [False, True])
 def test_the_pooling_backward_reference_in_small_slices_gives_the_same_numbers(ties):
-    """05's max_pool_backward_im2col works through slices of the batch; one-plane slices give the same result."""
+    """05's max_pool_backward_im2col works through slices of the batch (an input of at most 256 K values in one);
+    one-plane slices give the same result."""
     ref = reference("05_im2col")
-    backward = ref.mutant("max_pool_backward_im2col", "(256 << 10)", "1")
+    backward = ref.mutant("max_pool_backward_im2col", "(256 << 10)", "1", ("1 << 18", "0"))
     for case in pool_backward_cases(seed=106, ties=ties):
         dout, x, p = case.args
         np.testing.assert_array_equal(backward(dout, (x, dict(p))), ref.max_pool_backward_im2col(dout, (x, dict(p))),
@@ -166,12 +167,13 @@ DISJOINT_POOLS = [(2, 3, 3, 4, 2, 2, 2), (2, 1, 2, 3, 3, 3, 3), (2, 2, 3, 3, 2, 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_the_disjoint_pooling_references_agree_with_the_naive_loops_on_ties_in_any_slices(dtype):
-    """05's strided-view pooling (rows' maxima first; the last window offset takes the gradient no earlier offset
-    held the maximum for) gives exactly 04's naive result where most windows hold their maximum more than once,
-    in its own slices of the batch and in one-plane slices."""
+    """05's strided-view pooling (the last window offset takes the gradient no earlier offset held the maximum for)
+    gives exactly 04's naive result where most windows hold their maximum more than once, in its own way (inputs
+    this small whole: the forward pass's maxima in place over the window offsets) and in one-plane slices (the
+    forward pass's rows' maxima first)."""
     ref05, ref04 = reference("05_im2col"), reference("04_pooling")
-    forwards = [ref05.max_pool_forward_im2col, ref05.mutant("max_pool_forward_im2col", "(256 << 10)", "1")]
-    backwards = [ref05.max_pool_backward_im2col, ref05.mutant("max_pool_backward_im2col", "(256 << 10)", "1")]
+    forwards = [ref05.max_pool_forward_im2col, ref05.mutant("max_pool_forward_im2col", "(256 << 10)", "1", ("1 << 18", "0"))]
+    backwards = [ref05.max_pool_backward_im2col, ref05.mutant("max_pool_backward_im2col", "(256 << 10)", "1", ("1 << 18", "0"))]
     rng = np.random.default_rng(109)
     for N, C, Ho, Wo, ph, pw, stride in DISJOINT_POOLS:
         x = rng.integers(0, 3, size=(N, C, (Ho - 1) * stride + ph, (Wo - 1) * stride + pw)).astype(dtype)

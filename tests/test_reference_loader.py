@@ -35,6 +35,8 @@ def test_loads_solution_and_plain_cells_but_not_tests(tmp_path):
     assert "acc += SCALE * x" in ref.source_of("f")
     wrong = ref.mutant("f", "acc += SCALE * x", "acc = SCALE * x + 1")
     assert wrong(2) == 7 and ref.f(2) == 6
+    # further (old, new) pairs apply after the first, to its result
+    assert ref.mutant("f", "acc = 0", "acc = 10", ("SCALE * x", "x"), ("10", "20"))(2) == 22 and ref.f(2) == 6
 
 
 def test_mutant_refuses_text_that_is_not_in_the_solution(tmp_path):
@@ -42,6 +44,8 @@ def test_mutant_refuses_text_that_is_not_in_the_solution(tmp_path):
     ref = reference("00_x", course)
     with pytest.raises(ReferenceError_, match=r"'x \+= 1' does not occur"):
         ref.mutant("f", "x += 1", "x = 1")
+    with pytest.raises(ReferenceError_, match=r"'x \* 2' does not occur"):
+        ref.mutant("f", "return x", "return x + 1", ("x * 2", "x"))
     with pytest.raises(ReferenceError_, match="no function 'g'"):
         ref.mutant("g", "a", "b")
 
