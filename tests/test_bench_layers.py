@@ -172,8 +172,9 @@ def test_the_disjoint_pooling_references_agree_with_the_naive_loops_on_ties_in_a
     this small whole: the forward pass's maxima in place over the window offsets) and in one-plane slices (the
     forward pass's rows' maxima first)."""
     ref05, ref04 = reference("05_im2col"), reference("04_pooling")
-    forwards = [ref05.max_pool_forward_im2col, ref05.mutant("max_pool_forward_im2col", "(256 << 10)", "1", ("1 << 18", "0"))]
-    backwards = [ref05.max_pool_backward_im2col, ref05.mutant("max_pool_backward_im2col", "(256 << 10)", "1", ("1 << 18", "0"))]
+    sliced = ("(256 << 10)", "1"), ("1 << 18", "0")       # one-plane slices, and no input pooled whole
+    forwards = [ref05.max_pool_forward_im2col, ref05.mutant("max_pool_forward_im2col", *sliced[0], sliced[1])]
+    backwards = [ref05.max_pool_backward_im2col, ref05.mutant("max_pool_backward_im2col", *sliced[0], sliced[1])]
     rng = np.random.default_rng(109)
     for N, C, Ho, Wo, ph, pw, stride in DISJOINT_POOLS:
         x = rng.integers(0, 3, size=(N, C, (Ho - 1) * stride + ph, (Wo - 1) * stride + pw)).astype(dtype)
