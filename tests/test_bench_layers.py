@@ -147,12 +147,17 @@ def test_the_dilated_references_in_many_bands_give_the_same_numbers():
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=str(conv_param))
 
 
+def _one_plane_slices(ref05, function: str):
+    """05's pooling `function` in slices of one depth plane, with no input pooled whole."""
+    return ref05.mutant(function, "(256 << 10)", "1", ("1 << 18", "0"))
+
+
 @pytest.mark.parametrize("ties", [False, True])
 def test_the_pooling_backward_reference_in_small_slices_gives_the_same_numbers(ties):
     """05's max_pool_backward_im2col works through slices of the batch (an input of at most 256 K values in one);
     one-plane slices give the same result."""
     ref = reference("05_im2col")
-    backward = ref.mutant("max_pool_backward_im2col", "(256 << 10)", "1", ("1 << 18", "0"))
+    backward = _one_plane_slices(ref, "max_pool_backward_im2col")
     for case in pool_backward_cases(seed=106, ties=ties):
         dout, x, p = case.args
         np.testing.assert_array_equal(backward(dout, (x, dict(p))), ref.max_pool_backward_im2col(dout, (x, dict(p))),
@@ -172,9 +177,8 @@ def test_the_disjoint_pooling_references_agree_with_the_naive_loops_on_ties_in_a
     this small whole: the forward pass's maxima in place over the window offsets) and in one-plane slices (the
     forward pass's rows' maxima first)."""
     ref05, ref04 = reference("05_im2col"), reference("04_pooling")
-    sliced = ("(256 << 10)", "1"), ("1 << 18", "0")       # one-plane slices, and no input pooled whole
-    forwards = [ref05.max_pool_forward_im2col, ref05.mutant("max_pool_forward_im2col", *sliced[0], sliced[1])]
-    backwards = [ref05.max_pool_backward_im2col, ref05.mutant("max_pool_backward_im2col", *sliced[0], sliced[1])]
+    forwards = [ref05.max_pool_forward_im2col, _one_plane_slices(ref05, "max_pool_forward_im2col")]
+    backwards = [ref05.max_pool_backward_im2col, _one_plane_slices(ref05, "max_pool_backward_im2col")]
     rng = np.random.default_rng(109)
     for N, C, Ho, Wo, ph, pw, stride in DISJOINT_POOLS:
         x = rng.integers(0, 3, size=(N, C, (Ho - 1) * stride + ph, (Wo - 1) * stride + pw)).astype(dtype)
