@@ -452,11 +452,17 @@ def test_the_bench_has_malloc_reuse_freed_blocks_that_glibc_would_map_afresh_eac
 
 def test_with_the_bench_malloc_torchs_conv_backward_stops_taking_fresh_pages_on_every_call(torch):
     """The case that made torch's times move between runs: its conv backward on the bench's first layer took
-    thousands of page faults per call under glibc's default (12,512 in every call of the processes tried) and none
-    after the first two calls with the bench's setting."""
-    default = _malloc_probe("default", "torch")
+    thousands of page faults per call under glibc's default (12,512 in every call of the processes tried then), and
+    none after the first two calls with the bench's setting. glibc's default is not the same in every process: in
+    some, its adaptive threshold settles after the first call and the later calls take none (2 of 6 processes in
+    one trial), so the default is probed in up to five processes until one takes fresh pages on every later call."""
+    defaults = []
+    for _ in range(5):
+        defaults.append(_malloc_probe("default", "torch"))
+        if min(defaults[-1]["faults"][2:]) > 1000:
+            break
+    assert min(defaults[-1]["faults"][2:]) > 1000, defaults
     steady = _malloc_probe("steady", "torch")
-    assert min(default["faults"][2:]) > 1000, default
     assert max(steady["faults"][2:]) <= 100, steady
 
 
