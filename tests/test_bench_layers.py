@@ -312,6 +312,11 @@ def test_against_a_revision_times_that_revisions_layers_beside_the_current_ones(
     assert row["ref_floor_ratio"] == pytest.approx(row["ref_floor_ms"] / row["torch_ms"])
     assert "given_floor_ms" not in row
     assert report["meta"]["malloc"] == "malloc: glibc's adaptive thresholds (--adaptive-malloc)"
+    # the hand-off probe read before each of the 4 blocks of the 5 callables (torch, ref, given and both at HEAD~1),
+    # and once after; the run, at both ends
+    assert len(row["handoff"]) == 4 * 5 + 1 and all(r > 0 for r in row["handoff"]) and row["attempts"] >= 1
+    assert row["handoff_slow"] == any(r > bench.HANDOFF_LIMIT for r in row["handoff"])
+    assert set(report["meta"]["handoff"]) == {"start", "end"} and report["meta"]["handoff_limit"] == bench.HANDOFF_LIMIT
     machine = report["meta"]["machine"]
     assert all(machine[when]["gemm_gflops"] > 1 and machine[when]["copy_gbps"] > 0.1 for when in ("start", "end"))
     assert f"machine: {bench.describe_speed(machine['start'])}" in text
@@ -492,3 +497,95 @@ def test_compare_sets_the_machines_speed_then_beside_its_speed_now(tmp_path, cap
     assert "given 1.20x -> 1.50x" in text
     bench.compare([row], earlier, {"gemm_gflops": 290.0, "copy_gbps": 31.0})
     assert "WARNING" not in capsys.readouterr().out
+
+
+class _ScriptedProbe:
+    """A stand-in for bench.HandoffProbe that reads the given values in turn (the last one ever after)."""
+
+    def __init__(self, readings):
+        self.readings, self.calls = list(readings), 0
+
+    def __call__(self):
+        self.calls += 1
+        return self.readings.pop(0) if len(self.readings) > 1 else self.readings[0]
+
+
+def test_the_handoff_probe_times_real_copies_and_products_with_two_threads_over_one():
+    probe = bench.HandoffProbe()
+    ratio = probe()
+    assert 0.05 < ratio < 20, ratio
+    # what it timed is a real product of the copied band
+    np.testing.assert_allclose(probe.out, probe.filters @ probe.source, rtol=1e-4, atol=1e-3)
+    assert probe.band.shape == bench.HANDOFF_SHAPE and np.array_equal(probe.band, probe.source)
+    with pytest.MonkeyPatch.context() as patch:          # with one thread the probe cannot tell anything
+        patch.setattr(bench, "THREADS", 1)
+        assert bench.make_handoff_probe() is None
+    assert isinstance(bench.make_handoff_probe(), bench.HandoffProbe)
+
+
+def test_a_row_that_met_a_slow_handoff_is_measured_again_and_the_first_clean_measurement_is_kept(monkeypatch):
+    """With 2 callables, one measurement reads the probe 4 * 2 + 1 = 9 times: a slow reading among the first nine
+    makes a second measurement, which reads only fast ones and is kept; the wait between them probes until a fast
+    reading."""
+    monkeypatch.setattr(bench, "PAUSE", 0.0)
+    calls = {"a": 0, "b": 0}
+    fns = {name: (lambda name=name: calls.__setitem__(name, calls[name] + 1)) for name in calls}
+    probe = _ScriptedProbe([0.5, 0.5, 1.2] + [0.5] * 6 + [1.1, 0.4] + [0.5] * 9)
+    got = bench.measure_steadily(fns, 3, load_limit=99.0, probe=probe)
+    assert got["attempts"] == 2 and got["slow"] == 0
+    assert got["readings"] == [0.5] * 9
+    assert probe.calls == 9 + 2 + 9                      # the first measurement, the wait (1.1 then 0.4), the second
+    assert calls == {"a": 2 * (1 + 3), "b": 2 * (1 + 3)}     # a warm-up and 3 timed calls, twice
+    assert set(got["times"]) == {"a", "b"} and all(t >= 0 for t in got["times"].values())
+
+
+def test_a_handoff_that_stays_slow_is_measured_handoff_retries_more_times_and_keeps_the_fewest_slow_readings(
+        monkeypatch):
+    monkeypatch.setattr(bench, "PAUSE", 0.0)
+    monkeypatch.setattr(bench, "HANDOFF_WAIT", 0.0)       # the waits give up at once
+    monkeypatch.setattr(bench, "HANDOFF_RETRIES", 2)
+    # one callable: 4 + 1 = 5 readings a measurement, and one for each wait before the second and third
+    first, wait1, second, wait2, third = [0.9] * 5, [0.9], [0.5, 0.5, 0.95, 0.5, 0.5], [0.9], [0.9, 0.5, 0.9, 0.9, 0.5]
+    probe = _ScriptedProbe(first + wait1 + second + wait2 + third + [0.9])
+    got = bench.measure_steadily({"f": lambda: None}, 3, load_limit=99.0, probe=probe)
+    assert got["attempts"] == 3 and got["slow"] == 1 and got["readings"] == second
+    # no probe: one measurement, nothing read
+    got = bench.measure_steadily({"f": lambda: None}, 3, load_limit=99.0)
+    assert got["attempts"] == 1 and got["readings"] == [] and got["slow"] == 0
+
+
+def test_waiting_for_the_handoff_stops_at_a_fast_reading_or_at_the_deadline(monkeypatch):
+    monkeypatch.setattr(bench.time, "sleep", lambda seconds: None)
+    probe = _ScriptedProbe([1.0, 0.9, 0.6, 0.5])
+    assert bench.wait_for_handoff(probe, limit=0.8, wait=60.0) == 0.6 and probe.calls == 3
+    probe = _ScriptedProbe([1.0])
+    assert bench.wait_for_handoff(probe, limit=0.8, wait=0.0) == 1.0 and probe.calls == 1
+
+
+def test_the_columns_floor_is_the_limit_and_one_write_of_every_value_of_the_columns(monkeypatch):
+    """On (2, 3, 5, 5) with 4 x 3 x 3 filters the columns hold 3 * 9 * 2 * 25 = 1350 values: in pieces of 512, two
+    whole copies and one of 326, after one call of the products' limit."""
+    monkeypatch.setattr(bench, "COLUMNS_PIECE", 512)
+    written, limits = [], []
+    real_copyto = np.copyto
+
+    def counting(target, source):
+        written.append(target.size)
+        real_copyto(target, source)
+
+    floor = bench._columns_floor((2, 3, 5, 5), (4, 3, 3, 3), np.float32, lambda: limits.append(1))
+    monkeypatch.setattr(bench.np, "copyto", counting)
+    floor()
+    assert limits == [1] and written == [512, 512, 326] and sum(written) == 3 * 9 * 2 * 25
+
+
+def test_the_table_marks_a_row_kept_with_a_slow_handoff_and_a_conv_miss_quotes_the_columns_floor():
+    row = {"op": "conv forward", "shape": [50, 3, 32, 32], "dtype": "float32", "torch_ms": 2.8, "ref_ratio": 3.4,
+           "ref_ms": 9.5, "ref_mb": 11.1, "loaded": False, "handoff_slow": True, "ref_floor": bench.COLUMNS_FLOOR,
+           "ref_floor_ms": 7.0, "ref_floor_ratio": 2.5}
+    line = bench.format_row(row, {})
+    assert "2.80 ~" in line and "3.40x!" in line
+    assert " ~" not in bench.format_row({**row, "handoff_slow": False}, {})
+    assert "2.80*~" in bench.format_row({**row, "loaded": True}, {})
+    (missed,) = bench.missed_lines([row], {})
+    assert missed.endswith(f"time 3.40x (target 2x); {bench.COLUMNS_FLOOR}: 7.00 ms, 2.50x")
