@@ -204,7 +204,7 @@ def speed_drift(before: dict, after: dict) -> list[str]:
     return lines
 
 
-#: The hand-off probe (handoff_ratio): HANDOFF_ROUNDS rounds of one thread copying a band of HANDOFF_SHAPE float32
+#: The hand-off probe (HandoffProbe): HANDOFF_ROUNDS rounds of one thread copying a band of HANDOFF_SHAPE float32
 #: values and then a product of HANDOFF_FILTERS rows with it, timed with the bench's threads over one thread (the
 #: median of HANDOFF_CALLS calls each); above HANDOFF_LIMIT the hand-off counts as slow. HANDOFF_RETRIES: the times
 #: a row that met a slow hand-off is measured again, each time after waiting up to HANDOFF_WAIT seconds for a fast one.
