@@ -272,10 +272,14 @@ def _git(*args, cwd):
                           cwd=cwd, capture_output=True, text=True, check=True).stdout
 
 
-def test_against_a_revision_times_that_revisions_layers_beside_the_current_ones(torch, tmp_path, capsys):
+def test_against_a_revision_times_that_revisions_layers_beside_the_current_ones(torch, tmp_path, capsys,
+                                                                                 monkeypatch):
     """--against REV loads REV's own given layers and references: a clone whose last commit doubles the given
     max-pool gradient is caught by the bench's check against torch at that commit and not at the one before, and
-    every row gets the revision's times beside the current ones."""
+    every row gets the revision's times beside the current ones. The probe is read but no row measured again
+    (--handoff-retries 0): the retries are tested on their own below, and in a slow spell they made this test take
+    five minutes."""
+    monkeypatch.setattr(bench, "HANDOFF_RETRIES", bench.HANDOFF_RETRIES)      # main() sets it; restored after
     clone = tmp_path / "clone"
     # one commit is enough (HEAD~1 below is the cloned commit itself), so a shallow checkout of the project will do
     _git("clone", "--quiet", "--depth", "1", f"file://{REPO_ROOT}", str(clone), cwd=tmp_path)
@@ -294,7 +298,7 @@ def test_against_a_revision_times_that_revisions_layers_beside_the_current_ones(
         # --adaptive-malloc: the test process keeps glibc's default (the bench's own setting is tested below)
         status = bench.main(["--repo", str(clone), "--quick", "--ops", "max pool backward", "--baseline",
                              str(tmp_path / "none.json"), "--against", revision, "--json", str(out),
-                             "--adaptive-malloc"])
+                             "--adaptive-malloc", "--handoff-retries", "0"])
         return status, json.loads(out.read_text()), capsys.readouterr().out
 
     status, report, text = run("HEAD")
@@ -315,7 +319,7 @@ def test_against_a_revision_times_that_revisions_layers_beside_the_current_ones(
     assert report["meta"]["malloc"] == "malloc: glibc's adaptive thresholds (--adaptive-malloc)"
     # the hand-off probe read before each of the 4 blocks of the 5 callables (torch, ref, given and both at HEAD~1),
     # and once after; the run, at both ends
-    assert len(row["handoff"]) == 4 * 5 + 1 and all(r > 0 for r in row["handoff"]) and row["attempts"] >= 1
+    assert len(row["handoff"]) == 4 * 5 + 1 and all(r > 0 for r in row["handoff"]) and row["attempts"] == 1
     assert row["handoff_slow"] == any(r > bench.HANDOFF_LIMIT for r in row["handoff"])
     assert set(report["meta"]["handoff"]) == {"start", "end"} and report["meta"]["handoff_limit"] == bench.HANDOFF_LIMIT
     machine = report["meta"]["machine"]
@@ -332,7 +336,9 @@ def test_the_float64_rows_time_the_baselines_layers_at_its_commit_beside_their_o
     """Without --against, the float64 rows also time the layers of the commit the baseline's run names, and are judged
     by them too: a given max-pool backward made slower than the baseline's misses its float64 targets, and the
     reference beside it is judged by its time against the baseline's layers (the baseline's run, as written here, was
-    far faster than any)."""
+    far faster than any). No row is measured again after a slow hand-off (--handoff-retries 0): with the planted
+    50 ms in every call, the retries made this test take thirteen minutes in one slow spell."""
+    monkeypatch.setattr(bench, "HANDOFF_RETRIES", bench.HANDOFF_RETRIES)      # main() sets it; restored after
     clone = tmp_path / "clone"
     _git("clone", "--quiet", "--depth", "1", f"file://{REPO_ROOT}", str(clone), cwd=tmp_path)
     base = _git("rev-parse", "--short", "HEAD", cwd=clone).strip()
@@ -353,7 +359,7 @@ def test_the_float64_rows_time_the_baselines_layers_at_its_commit_beside_their_o
     baseline = bench._rows(json.loads(baseline_path.read_text()))
     out = tmp_path / "run.json"
     args = ["--repo", str(clone), "--ops", op, "--repeat", "3", "--baseline", str(baseline_path), "--json", str(out),
-            "--adaptive-malloc"]
+            "--adaptive-malloc", "--handoff-retries", "0"]
     status = bench.main(args)
     report, text = json.loads(out.read_text()), capsys.readouterr().out
     assert status == 0 and report["problems"] == []
