@@ -80,6 +80,7 @@ the baseline's layers out (and the run about a minute shorter).
 
     make bench                                        # or: .venv/bin/python bench/conv_speed.py
     .venv/bin/python bench/conv_speed.py --quick      # a smoke run: the first layer, float32, 3 calls
+    .venv/bin/python bench/conv_speed.py --layers 2 --dtypes float32    # the 7x7 first layer alone
     .venv/bin/python bench/conv_speed.py --json run.json --compare bench/baseline.json
     .venv/bin/python bench/conv_speed.py --ops "max pool backward" --against HEAD~2
 
@@ -919,12 +920,35 @@ def _commit(repo: Path) -> str:
         return "?"
 
 
+def _chosen_layers(parser, args) -> tuple[list, tuple]:
+    """The rows of LAYERS and the dtypes that --layers, --dtypes and --quick choose (parser.error on a bad one)."""
+    numbers = [1] if args.quick and not args.layers else range(1, len(LAYERS) + 1)
+    if args.layers:
+        try:
+            numbers = [int(part) for part in args.layers.split(",")]
+        except ValueError:
+            numbers = [0]
+        if not all(1 <= number <= len(LAYERS) for number in numbers):
+            parser.error(f"--layers {args.layers}: expected numbers from 1 to {len(LAYERS)}, comma-separated")
+    names = ["float32"] if args.quick and not args.dtypes else ["float32", "float64"]
+    if args.dtypes:
+        names = [part.strip() for part in args.dtypes.split(",")]
+        if not set(names) <= {"float32", "float64"}:
+            parser.error(f"--dtypes {args.dtypes}: expected float32, float64 or both, comma-separated")
+    return ([LAYERS[number - 1] for number in dict.fromkeys(numbers)],
+            tuple(np.dtype(name).type for name in dict.fromkeys(names)))
+
+
 def main(argv=None) -> int:
     global CLOCK, WAIT, HANDOFF_RETRIES
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=9, help="timed calls per layer and row, median kept (default 9)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: the first layer, float32, 3 calls")
     parser.add_argument("--ops", help="comma-separated subset of: " + ", ".join(OPS))
+    parser.add_argument("--layers", help="comma-separated numbers of the layers to time, in the table's order: "
+                        + ", ".join(f"{i} {shape} {w[2]}x{w[3]}" for i, (shape, w, _) in enumerate(LAYERS, 1))
+                        + " (default all; --quick: 1)")
+    parser.add_argument("--dtypes", help="comma-separated subset of: float32, float64 (default both; --quick: float32)")
     parser.add_argument("--json", type=Path, help="also write every row, with the run's settings, to this file")
     parser.add_argument("--compare", type=Path, help="a --json file of an earlier run to compare the ratios with")
     parser.add_argument("--baseline", type=Path, default=BASELINE,
@@ -996,8 +1020,7 @@ def main(argv=None) -> int:
     unknown = [op for op in ops if op not in OPS]
     if unknown:
         parser.error(f"unknown ops {unknown}; choose from {OPS}")
-    shapes = LAYERS[:1] if args.quick else LAYERS
-    dtypes = (np.float32,) if args.quick else (np.float32, np.float64)
+    shapes, dtypes = _chosen_layers(parser, args)
     # The float64 targets compare with the baseline: its layers, at the commit its run names, are timed beside the
     # float64 rows in this run as well (unless --against already times some revision beside every row)
     baseline_commit = None

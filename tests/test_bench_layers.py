@@ -395,6 +395,27 @@ def test_the_float64_rows_time_the_baselines_layers_at_its_commit_beside_their_o
     assert len([line for line in report["missed"] if " float64 given: time" in line]) == 3
 
 
+def test_layers_and_dtypes_choose_the_rows(torch, tmp_path, capsys, monkeypatch):
+    """--layers and --dtypes time only the rows they name (the 7x7 first layer in float32 here), and a layer or a
+    dtype the bench does not have is refused with the option named."""
+    monkeypatch.setattr(bench, "HANDOFF_RETRIES", bench.HANDOFF_RETRIES)      # main() sets it; restored after
+    out = tmp_path / "run.json"
+    status = bench.main(["--layers", "2", "--dtypes", "float32", "--repeat", "3", "--ops", "max pool forward",
+                         "--baseline", str(tmp_path / "none.json"), "--json", str(out), "--adaptive-malloc",
+                         "--handoff-retries", "0"])
+    report = json.loads(out.read_text())
+    capsys.readouterr()
+    assert status == 0 and report["problems"] == []
+    assert [(row["op"], tuple(row["shape"]), row["dtype"]) for row in report["rows"]] == [
+        ("max pool forward", bench.LAYERS[1][0], "float32")]
+    for option, value, said in [("--layers", "4", "--layers 4: expected numbers from 1 to 3"),
+                                ("--layers", "two", "--layers two: expected numbers"),
+                                ("--dtypes", "float16", "--dtypes float16: expected float32, float64")]:
+        with pytest.raises(SystemExit) as exit_:
+            bench.main([option, value])
+        assert exit_.value.code == 2 and said in capsys.readouterr().err
+
+
 def test_against_an_unknown_revision_names_it(tmp_path, capsys):
     status = bench.main(["--quick", "--ops", "max pool backward", "--against", "no-such-revision",
                          "--adaptive-malloc"])
