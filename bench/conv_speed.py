@@ -922,21 +922,20 @@ def _commit(repo: Path) -> str:
 
 def _chosen_layers(parser, args) -> tuple[list, tuple]:
     """The rows of LAYERS and the dtypes that --layers, --dtypes and --quick choose (parser.error on a bad one)."""
-    numbers = [1] if args.quick and not args.layers else range(1, len(LAYERS) + 1)
-    if args.layers:
-        try:
-            numbers = [int(part) for part in args.layers.split(",")]
-        except ValueError:
-            numbers = [0]
-        if not all(1 <= number <= len(LAYERS) for number in numbers):
-            parser.error(f"--layers {args.layers}: expected numbers from 1 to {len(LAYERS)}, comma-separated")
-    names = ["float32"] if args.quick and not args.dtypes else ["float32", "float64"]
-    if args.dtypes:
-        names = [part.strip() for part in args.dtypes.split(",")]
-        if not set(names) <= {"float32", "float64"}:
-            parser.error(f"--dtypes {args.dtypes}: expected float32, float64 or both, comma-separated")
-    return ([LAYERS[number - 1] for number in dict.fromkeys(numbers)],
-            tuple(np.dtype(name).type for name in dict.fromkeys(names)))
+    def pick(option, value, table, default, expected):
+        if not value:
+            return default
+        names = [part.strip() for part in value.split(",")]
+        if not set(names) <= set(table):
+            parser.error(f"{option} {value}: expected {expected}, comma-separated")
+        return [table[name] for name in dict.fromkeys(names)]
+
+    layers = {str(number): row for number, row in enumerate(LAYERS, 1)}
+    dtypes = {"float32": np.float32, "float64": np.float64}
+    return (pick("--layers", args.layers, layers, LAYERS[:1] if args.quick else LAYERS,
+                 f"numbers from 1 to {len(LAYERS)}"),
+            tuple(pick("--dtypes", args.dtypes, dtypes, [np.float32] if args.quick else [np.float32, np.float64],
+                       "float32, float64 or both")))
 
 
 def main(argv=None) -> int:
