@@ -32,6 +32,14 @@ IDS = [f"x{'x'.join(map(str, x))}-w{'x'.join(map(str, w))}" for x, w, _ in bench
 TOLERANCE = {np.float32: 1e-4, np.float64: 1e-10}
 
 
+@pytest.fixture(autouse=True)
+def _bench_settings(monkeypatch):
+    """bench.main() sets the module's CLOCK, WAIT and HANDOFF_RETRIES from its options: restored after each test, so
+    that one test's options do not carry over into the next."""
+    for name in ("CLOCK", "WAIT", "HANDOFF_RETRIES"):
+        monkeypatch.setattr(bench, name, getattr(bench, name))
+
+
 def _data(x_shape, w_shape, dtype):
     rng = np.random.default_rng(sum(x_shape) + sum(w_shape))
     x = rng.standard_normal(x_shape).astype(dtype)
@@ -276,14 +284,12 @@ def _git(*args, cwd):
                           cwd=cwd, capture_output=True, text=True, check=True).stdout
 
 
-def test_against_a_revision_times_that_revisions_layers_beside_the_current_ones(torch, tmp_path, capsys,
-                                                                                 monkeypatch):
+def test_against_a_revision_times_that_revisions_layers_beside_the_current_ones(torch, tmp_path, capsys):
     """--against REV loads REV's own given layers and references: a clone whose last commit doubles the given
     max-pool gradient is caught by the bench's check against torch at that commit and not at the one before, and
     every row gets the revision's times beside the current ones. The probe is read but no row measured again
     (--handoff-retries 0): the retries are tested on their own below, and in a slow spell they made this test take
     five minutes."""
-    monkeypatch.setattr(bench, "HANDOFF_RETRIES", bench.HANDOFF_RETRIES)      # main() sets it; restored after
     clone = tmp_path / "clone"
     # one commit is enough (HEAD~1 below is the cloned commit itself), so a shallow checkout of the project will do
     _git("clone", "--quiet", "--depth", "1", f"file://{REPO_ROOT}", str(clone), cwd=tmp_path)
@@ -342,7 +348,6 @@ def test_the_float64_rows_time_the_baselines_layers_at_its_commit_beside_their_o
     reference beside it is judged by its time against the baseline's layers (the baseline's run, as written here, was
     far faster than any). No row is measured again after a slow hand-off (--handoff-retries 0): with the planted
     50 ms in every call, the retries made this test take thirteen minutes in one slow spell."""
-    monkeypatch.setattr(bench, "HANDOFF_RETRIES", bench.HANDOFF_RETRIES)      # main() sets it; restored after
     clone = tmp_path / "clone"
     _git("clone", "--quiet", "--depth", "1", f"file://{REPO_ROOT}", str(clone), cwd=tmp_path)
     base = _git("rev-parse", "--short", "HEAD", cwd=clone).strip()
@@ -395,10 +400,9 @@ def test_the_float64_rows_time_the_baselines_layers_at_its_commit_beside_their_o
     assert len([line for line in report["missed"] if " float64 given: time" in line]) == 3
 
 
-def test_layers_and_dtypes_choose_the_rows(torch, tmp_path, capsys, monkeypatch):
+def test_layers_and_dtypes_choose_the_rows(torch, tmp_path, capsys):
     """--layers and --dtypes time only the rows they name (the 7x7 first layer in float32 here), and a layer or a
     dtype the bench does not have is refused with the option named."""
-    monkeypatch.setattr(bench, "HANDOFF_RETRIES", bench.HANDOFF_RETRIES)      # main() sets it; restored after
     out = tmp_path / "run.json"
     status = bench.main(["--layers", "2", "--dtypes", "float32", "--repeat", "3", "--ops", "max pool forward",
                          "--baseline", str(tmp_path / "none.json"), "--json", str(out), "--adaptive-malloc",
@@ -470,6 +474,10 @@ print(json.dumps({"said": said, "faults": faults}))
 """
 
 
+#: glibc's mmap threshold held at its starting 128 kB (setting it also stops it adapting)
+_PINNED_MMAP = {"MALLOC_MMAP_THRESHOLD_": str(128 << 10)}
+
+
 def _malloc_probe(mode, work, env=None):
     result = subprocess.run([sys.executable, "-c", _MALLOC_PROBE, str(REPO_ROOT / "bench" / "conv_speed.py"), mode,
                              work], capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
@@ -497,9 +505,9 @@ def test_with_the_bench_malloc_torchs_conv_backward_stops_taking_fresh_pages_on_
     (MALLOC_MMAP_THRESHOLD_ set, which also stops it adapting): every block of torch's above 128 kB is then mapped
     afresh and returned on every call (about 15,800 faults in each, in 3 of 3 processes), the cost that the bench's
     setting removes, with that threshold set as well as without."""
-    mapped = _malloc_probe("default", "torch", env={"MALLOC_MMAP_THRESHOLD_": str(128 << 10)})
+    mapped = _malloc_probe("default", "torch", env=_PINNED_MMAP)
     assert min(mapped["faults"][2:]) > 1000, mapped
-    steady = _malloc_probe("steady", "torch", env={"MALLOC_MMAP_THRESHOLD_": str(128 << 10)})
+    steady = _malloc_probe("steady", "torch", env=_PINNED_MMAP)
     assert max(steady["faults"][2:]) <= 100, steady
     steady = _malloc_probe("steady", "torch")
     assert max(steady["faults"][2:]) <= 100, steady
